@@ -1,0 +1,29 @@
+# The targets a contributor (and CI) runs. `make test` is what .ci/run calls.
+.PHONY: demo test lint typecheck unit bench-drain clean
+
+PY := .venv/bin/python
+
+demo:
+	scripts/bootstrap.sh
+	$(PY) -m scripts.demo
+
+test:
+	scripts/bootstrap.sh test
+	$(PY) -m ruff check worker launcher tests bench scripts
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+lint:
+	$(PY) -m ruff check worker launcher tests bench scripts
+
+typecheck:
+	$(PY) -m mypy
+
+unit:
+	$(PY) -m pytest -q -m "not slow and not nfs and not image"
+
+bench-drain:
+	$(PY) bench/drain.py
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache launcher.zip

@@ -1,0 +1,1 @@
+"""Test support: real servers (moto, ganesha) and worker processes, started and cleaned up."""

@@ -1,0 +1,177 @@
+"""SQS calls the worker makes, with typed results; the only module that speaks SQS's API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.adapters.aws import error_code, translate
+from worker.errors import ConfigError
+
+MAX_BATCH = 10
+_MISSING_QUEUE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceivedMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    sent_timestamp_ms: int | None
+    attributes: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueCounts:
+    visible: int
+    in_flight: int
+    delayed: int
+
+    @property
+    def empty(self) -> bool:
+        return self.visible == 0 and self.in_flight == 0 and self.delayed == 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchFailure:
+    entry_id: str
+    code: str
+    message: str
+    sender_fault: bool
+
+
+class Queue:
+    """One SQS queue: receive, delete, change visibility, send, count."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        self._client = client
+        self.url = url
+
+    async def check(self, option: str) -> dict[str, str]:
+        """Fail with a ConfigError naming `option` when the queue does not exist."""
+        try:
+            response = await self._client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["All"]
+            )
+        except ClientError as exc:
+            if error_code(exc) in _MISSING_QUEUE_CODES:
+                raise ConfigError(option, f"names a queue that does not exist: {self.url}") from None
+            raise translate(exc, "GetQueueAttributes") from exc
+        return dict(response.get("Attributes", {}))
+
+    async def receive(self, *, max_messages: int, wait_seconds: int, visibility: int) -> list[ReceivedMessage]:
+        try:
+            response = await self._client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=visibility,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                MessageAttributeNames=["All"],
+            )
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, "ReceiveMessage") from exc
+        return [_received(raw) for raw in response.get("Messages", [])]
+
+    async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> list[BatchFailure]:
+        """Delete (id, receipt handle) pairs; return the entries SQS did not delete."""
+        try:
+            response = await self._client.delete_message_batch(
+                QueueUrl=self.url,
+                Entries=[{"Id": i, "ReceiptHandle": h} for i, h in entries],
+            )
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, "DeleteMessageBatch") from exc
+        return _failures(response)
+
+    async def change_visibility_batch(
+        self, entries: Sequence[tuple[str, str, int]]
+    ) -> list[BatchFailure]:
+        """Set (id, receipt handle, seconds) leases; return the entries that failed."""
+        try:
+            response = await self._client.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": i, "ReceiptHandle": h, "VisibilityTimeout": s} for i, h, s in entries
+                ],
+            )
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, "ChangeMessageVisibilityBatch") from exc
+        return _failures(response)
+
+    async def change_visibility(self, receipt_handle: str, seconds: int) -> None:
+        try:
+            await self._client.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+            )
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, "ChangeMessageVisibility") from exc
+
+    async def send(
+        self,
+        body: str,
+        *,
+        attributes: dict[str, Any] | None = None,
+        delay_seconds: int = 0,
+    ) -> str:
+        """Send one message; return its id."""
+        request: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
+        if attributes:
+            request["MessageAttributes"] = attributes
+        if delay_seconds:
+            request["DelaySeconds"] = delay_seconds
+        try:
+            response = await self._client.send_message(**request)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, "SendMessage") from exc
+        return str(response["MessageId"])
+
+    async def counts(self) -> QueueCounts:
+        try:
+            response = await self._client.get_queue_attributes(
+                QueueUrl=self.url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, "GetQueueAttributes") from exc
+        attributes = response.get("Attributes", {})
+        return QueueCounts(
+            visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+            in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        )
+
+
+def _received(raw: dict[str, Any]) -> ReceivedMessage:
+    system = raw.get("Attributes", {})
+    sent = system.get("SentTimestamp")
+    return ReceivedMessage(
+        message_id=raw["MessageId"],
+        receipt_handle=raw["ReceiptHandle"],
+        body=raw.get("Body", ""),
+        receive_count=int(system.get("ApproximateReceiveCount", 1)),
+        sent_timestamp_ms=int(sent) if sent else None,
+        attributes=dict(raw.get("MessageAttributes", {})),
+    )
+
+
+def _failures(response: dict[str, Any]) -> list[BatchFailure]:
+    return [
+        BatchFailure(
+            entry_id=f["Id"],
+            code=f.get("Code", ""),
+            message=f.get("Message", ""),
+            sender_fault=bool(f.get("SenderFault", False)),
+        )
+        for f in response.get("Failed", [])
+    ]

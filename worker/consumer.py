@@ -1,0 +1,234 @@
+"""Receive messages into free slots, run their jobs, settle each outcome; stop in two phases."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from worker import envelope, routing
+from worker.adapters.sqs import MAX_BATCH, Queue, ReceivedMessage
+from worker.drain import IdleWatch
+from worker.errors import InvalidMessage, JobError, PermanentError, RetryableError
+from worker.jobs import Job, MessageFacts
+from worker.leases import Leases
+from worker.outcomes import JobResult, Outcome, Settler, decide
+from worker.settings import Settings
+from worker.slots import Slots
+from worker.stats import Stats
+from worker.stopping import StopRequest
+
+log = structlog.get_logger("worker.consumer")
+
+_RECEIVE_BACKOFF_MAX = 30.0
+_STATS_FIELD = {
+    "acked": "succeeded",
+    "dead_lettered": "dead_lettered",
+    "retried": "retried",
+    "rejected": "dead_lettered",
+}
+
+
+class Consumer:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        queue: Queue,
+        handlers: Mapping[str, routing.Handler],
+        settler: Settler,
+        leases: Leases,
+        stats: Stats,
+        stop: StopRequest,
+    ) -> None:
+        self._settings = settings
+        self._queue = queue
+        self._handlers = handlers
+        self._known = frozenset(handlers)
+        self._settler = settler
+        self._leases = leases
+        self._stats = stats
+        self._stop = stop
+        self._slots = Slots(settings.concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._working: set[asyncio.Task[None]] = set()
+        self._idle = IdleWatch(
+            queue.counts, idle_seconds=settings.idle_exit_seconds, busy=lambda: bool(self._tasks)
+        )
+
+    async def run(self) -> str:
+        """Consume until the queue is drained or a stop is requested; return why it ended."""
+        receivers = [
+            asyncio.create_task(self._receive_loop(), name=f"receiver-{i}")
+            for i in range(self._settings.receivers)
+        ]
+        heartbeat = asyncio.create_task(self._leases.heartbeat(), name="heartbeat")
+        drained = asyncio.create_task(self._idle.wait_drained(), name="idle-watch")
+        stopped = asyncio.create_task(self._stop.wait(), name="stop-wait")
+        background = [*receivers, heartbeat, drained, stopped]
+        try:
+            done, _ = await asyncio.wait(background, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            for task in receivers:
+                task.cancel()
+            await asyncio.gather(*receivers, return_exceptions=True)
+            reason = "drained" if drained in done else f"stopped ({self._stop.reason})"
+            await self._finish_running()
+            return reason
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+
+    async def _finish_running(self) -> None:
+        """Let running jobs finish within the grace, then cancel them and hand messages back."""
+        if self._working and self._stop.requested:
+            grace = self._settings.shutdown_grace_seconds
+            log.info("stop.waiting_for_jobs", jobs=len(self._working), grace_s=grace)
+            all_done = asyncio.create_task(asyncio.wait(list(self._working)))
+            hurry = asyncio.create_task(self._stop.wait_hurry())
+            await asyncio.wait([all_done, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            all_done.cancel()
+            hurry.cancel()
+        for task in list(self._working):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self._settings.cancel_seconds)
+
+    async def _receive_loop(self) -> None:
+        failures = 0
+        while True:
+            wanted = await self._slots.take(MAX_BATCH)
+            try:
+                messages = await self._queue.receive(
+                    max_messages=wanted,
+                    wait_seconds=self._settings.wait_seconds,
+                    visibility=self._settings.visibility_seconds,
+                )
+            except JobError as exc:
+                self._slots.give(wanted)
+                failures += 1
+                pause = min(_RECEIVE_BACKOFF_MAX, 0.5 * 2**failures)
+                log.warning("receive.failed", error=str(exc), retry_in_s=pause)
+                await asyncio.sleep(pause)
+                continue
+            except BaseException:
+                self._slots.give(wanted)
+                raise
+            failures = 0
+            self._slots.give(wanted - len(messages))
+            received_at = time.monotonic()
+            for message in messages:
+                self._start(message, received_at)
+
+    def _start(self, message: ReceivedMessage, received_at: float) -> None:
+        self._stats.received += 1
+        self._idle.activity()
+        self._leases.hold(message.message_id, message.receipt_handle, received_at=received_at)
+        task = asyncio.create_task(self._process(message, received_at))
+        self._tasks.add(task)
+        self._working.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._working.discard)
+
+    async def _process(self, message: ReceivedMessage, received_at: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        fields: dict[str, Any] = {"message_id": message.message_id, "attempt": message.receive_count}
+        slot_given = False
+        try:
+            with structlog.contextvars.bound_contextvars(message_id=message.message_id):
+                jobs, results = await self._run_message(message)
+            outcome = decide(results)
+            self._working.discard(task)
+            self._slots.give(1)
+            slot_given = True
+            label, extra = await asyncio.shield(self._settler.settle(message, outcome))
+            fields.update(extra)
+            self._log_done(label, jobs, results, outcome, received_at, fields)
+        except asyncio.CancelledError:
+            if not slot_given:  # cancelled while its jobs ran: give the message back now
+                await asyncio.shield(self._leases.hand_back(message.message_id))
+                self._stats.handed_back += 1
+                log.info("message.done", outcome="handed_back", duration_ms=_ms(received_at), **fields)
+            raise
+        finally:
+            self._leases.release(message.message_id)
+            if not slot_given:
+                self._slots.give(1)
+
+    async def _run_message(self, message: ReceivedMessage) -> tuple[list[Job], list[JobResult]]:
+        try:
+            jobs = routing.plan(envelope.parse(message.body), self._settings, self._known)
+        except InvalidMessage as exc:
+            return [], [JobResult("message", "permanent", str(exc))]
+        facts = MessageFacts(
+            message_id=message.message_id,
+            receive_count=message.receive_count,
+            sent_timestamp_ms=message.sent_timestamp_ms,
+        )
+        if len(jobs) == 1:
+            return jobs, [await self._run_job(jobs[0], facts, log_each=False)]
+        results = await asyncio.gather(*(self._run_job(job, facts, log_each=True) for job in jobs))
+        return jobs, list(results)
+
+    async def _run_job(self, job: Job, facts: MessageFacts, *, log_each: bool) -> JobResult:
+        """Run one job and turn whatever happens into a result (never raises but on cancel)."""
+        started = time.monotonic()
+        self._stats.jobs += 1
+        timeout = self._settings.job_timeout_seconds or None
+        try:
+            async with asyncio.timeout(timeout):
+                await self._handlers[job.kind](job, facts)
+            result = JobResult(job.kind, "succeeded")
+        except RetryableError as exc:
+            result = JobResult(job.kind, "retryable", str(exc))
+        except PermanentError as exc:
+            result = JobResult(job.kind, "permanent", str(exc))
+        except TimeoutError:
+            result = JobResult(job.kind, "retryable", f"timed out after {timeout} s")
+        except Exception as exc:  # a bug or an untranslated library error: retry, loudly
+            log.exception("job.crashed", job=job.kind, target=job.describe())
+            result = JobResult(job.kind, "retryable", f"unexpected {type(exc).__name__}: {exc}")
+        if log_each:
+            log.info(
+                "job.finished",
+                job=job.kind,
+                target=job.describe(),
+                outcome=result.status,
+                attempt=facts.receive_count,
+                duration_ms=_ms(started),
+                error=result.error,
+            )
+        return result
+
+    def _log_done(
+        self,
+        label: str,
+        jobs: list[Job],
+        results: list[JobResult],
+        outcome: Outcome,
+        received_at: float,
+        fields: dict[str, Any],
+    ) -> None:
+        counter = _STATS_FIELD.get(label)
+        if counter:
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+        if len(jobs) == 1:
+            fields["job"] = jobs[0].kind
+            fields["target"] = jobs[0].describe()
+        else:
+            fields["jobs"] = [job.kind for job in jobs]
+        if outcome.reason and "reason" not in fields:
+            fields["reason"] = outcome.reason
+        level = "info" if label in ("acked", "retried") else "warning"
+        getattr(log, level)("message.done", outcome=label, duration_ms=_ms(received_at), **fields)
+
+
+def _ms(since: float) -> float:
+    return round((time.monotonic() - since) * 1000, 1)

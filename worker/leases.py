@@ -1,0 +1,81 @@
+"""The messages this worker holds, and the heartbeat that keeps them invisible while they run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from worker.batching import Batcher
+
+log = structlog.get_logger("worker.leases")
+
+VisibilityEntry = tuple[str, int]  # (receipt handle, seconds)
+
+
+@dataclass
+class Lease:
+    message_id: str
+    receipt_handle: str
+    expires_at: float
+
+
+class Leases:
+    """Tracks each held message's lease and extends it in batches before it runs out."""
+
+    def __init__(
+        self,
+        visibility: Batcher[VisibilityEntry],
+        *,
+        visibility_seconds: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._visibility = visibility
+        self._seconds = visibility_seconds
+        self._clock = clock
+        self._held: dict[str, Lease] = {}
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def hold(self, message_id: str, receipt_handle: str, *, received_at: float) -> None:
+        self._held[message_id] = Lease(message_id, receipt_handle, received_at + self._seconds)
+
+    def release(self, message_id: str) -> None:
+        """Forget a message whose fate is settled (deleted, re-timed or handed back)."""
+        self._held.pop(message_id, None)
+
+    @property
+    def tick_seconds(self) -> float:
+        return max(0.25, self._seconds / 4)
+
+    async def heartbeat(self) -> None:
+        """Every tick, extend the leases that would expire within half a visibility period."""
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            await self.extend_due()
+
+    async def extend_due(self) -> None:
+        now = self._clock()
+        due = [lease for lease in self._held.values() if lease.expires_at - now <= self._seconds / 2]
+        if not due:
+            return
+        for lease in due:
+            lease.expires_at = now + self._seconds
+        results = await asyncio.gather(
+            *(self._visibility.submit((lease.receipt_handle, self._seconds)) for lease in due)
+        )
+        lost = [lease.message_id for lease, ok in zip(due, results, strict=True) if not ok]
+        log.debug("leases.extended", count=len(due) - len(lost))
+        for message_id in lost:
+            log.warning("lease.lost", message_id=message_id)
+
+    async def hand_back(self, message_id: str) -> bool:
+        """Make a held message visible again at once, so another worker takes it."""
+        lease = self._held.pop(message_id, None)
+        if lease is None:
+            return False
+        return await self._visibility.submit((lease.receipt_handle, 0))

@@ -1,0 +1,97 @@
+"""Composition root: open clients once, wire the consumer, handle signals, report at exit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import AsyncExitStack
+
+import structlog
+
+from worker import routing, spot
+from worker.adapters.aws import AwsClients
+from worker.adapters.sqs import Queue
+from worker.batching import Batcher
+from worker.consumer import Consumer
+from worker.leases import Leases, VisibilityEntry
+from worker.outcomes import Settler
+from worker.settings import Settings
+from worker.stats import Stats
+from worker.stopping import StopRequest
+
+log = structlog.get_logger("worker.lifecycle")
+
+ACK_LINGER_SECONDS = 0.01
+
+
+async def run(settings: Settings) -> str:
+    """Run the worker until the queue is drained or it is told to stop; return why it ended."""
+    stats = Stats()
+    stop = StopRequest()
+    stop.install_signal_handlers()
+    reason = "crashed"
+    async with AsyncExitStack() as stack:
+        clients = AwsClients(
+            stack,
+            region=settings.region,
+            max_connections=settings.concurrency + settings.receivers + 8,
+        )
+        sqs = await clients.get("sqs")
+        queue = Queue(sqs, settings.queue_url)
+        attributes = await queue.check("QUEUE_URL")
+        dead_letter = Queue(sqs, settings.dlq_url) if settings.dlq_url else None
+        if dead_letter is not None:
+            await dead_letter.check("DLQ_URL")
+        has_redrive = "RedrivePolicy" in attributes
+        if dead_letter is None and not has_redrive:
+            log.warning("config.no_dead_letter", hint="set DLQ_URL or a redrive policy on the queue")
+        handlers = await routing.build_handlers(
+            settings, clients, stack, diagnostics=settings.probe_jobs
+        )
+        deletes: Batcher[str] = Batcher(
+            "DeleteMessageBatch",
+            lambda entries: queue.delete_batch(entries),
+            linger=ACK_LINGER_SECONDS,
+        )
+        visibility: Batcher[VisibilityEntry] = Batcher(
+            "ChangeMessageVisibilityBatch",
+            lambda entries: queue.change_visibility_batch([(i, h, s) for i, (h, s) in entries]),
+            linger=ACK_LINGER_SECONDS,
+        )
+        leases = Leases(visibility, visibility_seconds=settings.visibility_seconds)
+        settler = Settler(
+            queue=queue,
+            dead_letter=dead_letter,
+            deletes=deletes,
+            visibility=visibility,
+            max_receives=settings.max_receives,
+            has_redrive=has_redrive,
+        )
+        consumer = Consumer(
+            settings=settings,
+            queue=queue,
+            handlers=handlers,
+            settler=settler,
+            leases=leases,
+            stats=stats,
+            stop=stop,
+        )
+        watcher = asyncio.create_task(spot.watch(settings, stop), name="spot-watch")
+        log.info(
+            "worker.started",
+            queue_url=settings.queue_url,
+            concurrency=settings.concurrency,
+            receivers=settings.receivers,
+            jobs=sorted(handlers),
+        )
+        try:
+            reason = await consumer.run()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+            async with asyncio.timeout(settings.cancel_seconds):
+                await deletes.close()
+                await visibility.close()
+            log.info("worker.exit", **stats.summary(reason))
+    return reason

@@ -1,0 +1,129 @@
+"""The three queue outcomes (ack, retry, reject), decided and carried out in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+
+from worker.adapters.sqs import Queue, ReceivedMessage
+from worker.backoff import retry_delay
+from worker.batching import Batcher
+from worker.errors import JobError, PermanentError
+from worker.leases import VisibilityEntry
+
+log = structlog.get_logger("worker.outcomes")
+
+JobStatus = Literal["succeeded", "retryable", "permanent"]
+REASON_LIMIT = 1024
+# SQS allows ten message attributes; ours take four, the original keeps up to six.
+_OWN_ATTRIBUTES = 4
+_MAX_ATTRIBUTES = 10
+
+
+@dataclass(frozen=True)
+class JobResult:
+    kind: str
+    status: JobStatus
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: Literal["ack", "retry", "reject"]
+    reason: str | None = None
+
+
+def decide(results: list[JobResult]) -> Outcome:
+    """Retry while any job may still succeed; reject when one never can; else acknowledge."""
+    retryable = [r for r in results if r.status == "retryable"]
+    if retryable:
+        return Outcome("retry", "; ".join(f"{r.kind}: {r.error}" for r in retryable))
+    permanent = [r for r in results if r.status == "permanent"]
+    if permanent:
+        return Outcome("reject", "; ".join(f"{r.kind}: {r.error}" for r in permanent))
+    return Outcome("ack")
+
+
+class Settler:
+    """Carries out an outcome: deletes in batches, re-times with backoff, or dead-letters."""
+
+    def __init__(
+        self,
+        *,
+        queue: Queue,
+        dead_letter: Queue | None,
+        deletes: Batcher[str],
+        visibility: Batcher[VisibilityEntry],
+        max_receives: int,
+        has_redrive: bool,
+    ) -> None:
+        self._queue = queue
+        self._dead_letter = dead_letter
+        self._deletes = deletes
+        self._visibility = visibility
+        self._max_receives = max_receives
+        self._has_redrive = has_redrive
+
+    async def settle(self, message: ReceivedMessage, outcome: Outcome) -> tuple[str, dict[str, Any]]:
+        """Apply `outcome`; return the label for the log line and its extra fields."""
+        if outcome.action == "ack":
+            ok = await self._deletes.submit(message.receipt_handle)
+            return ("acked" if ok else "ack_lost"), {}
+        reason = _clip(outcome.reason or "unknown")
+        exhausted = message.receive_count >= self._max_receives
+        if outcome.action == "reject" or (exhausted and self._dead_letter is not None):
+            if outcome.action == "retry":
+                reason = _clip(f"gave up after {message.receive_count} attempts: {reason}")
+            return await self._reject(message, reason)
+        return await self._retry(message, reason)
+
+    async def _retry(self, message: ReceivedMessage, reason: str) -> tuple[str, dict[str, Any]]:
+        delay = retry_delay(message.receive_count)
+        await self._visibility.submit((message.receipt_handle, delay))
+        return "retried", {"retry_in_s": delay, "reason": reason}
+
+    async def _reject(self, message: ReceivedMessage, reason: str) -> tuple[str, dict[str, Any]]:
+        if self._dead_letter is None:
+            # The queue's redrive policy moves it after maxReceiveCount receives: come back soon.
+            delay = 0 if self._has_redrive else retry_delay(message.receive_count)
+            await self._visibility.submit((message.receipt_handle, delay))
+            return "rejected", {"reason": reason, "left_to": "redrive" if self._has_redrive else "backoff"}
+        try:
+            await self._send_to_dead_letter(message, reason)
+        except JobError as exc:
+            log.warning("dead_letter.failed", message_id=message.message_id, error=str(exc))
+            return await self._retry(message, f"dead-letter failed ({exc}); {reason}")
+        await self._deletes.submit(message.receipt_handle)
+        return "dead_lettered", {"reason": reason}
+
+    async def _send_to_dead_letter(self, message: ReceivedMessage, reason: str) -> None:
+        assert self._dead_letter is not None
+        own = {
+            "spotdrain-reason": {"DataType": "String", "StringValue": reason},
+            "spotdrain-original-message-id": {"DataType": "String", "StringValue": message.message_id},
+            "spotdrain-receive-count": {"DataType": "Number", "StringValue": str(message.receive_count)},
+            "spotdrain-source-queue": {"DataType": "String", "StringValue": self._queue.url},
+        }
+        kept = dict(list(_sendable(message.attributes).items())[: _MAX_ATTRIBUTES - _OWN_ATTRIBUTES])
+        try:
+            await self._dead_letter.send(message.body, attributes={**kept, **own})
+        except PermanentError:
+            # Body plus attributes over the size limit: the body and the reason matter most.
+            await self._dead_letter.send(message.body, attributes=own)
+
+
+def _sendable(attributes: dict[str, Any]) -> dict[str, Any]:
+    """Received message attributes in the form SendMessage takes (list values dropped)."""
+    sendable = {}
+    for name, value in attributes.items():
+        if name.startswith("spotdrain-"):
+            continue
+        entry = {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
+        sendable[name] = entry
+    return sendable
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= REASON_LIMIT else text[: REASON_LIMIT - 3] + "..."
