@@ -47,6 +47,8 @@ def unique(prefix: str) -> str:
 
 @dataclass(frozen=True)
 class TestQueue:
+    __test__ = False  # a queue description, not a test class
+
     url: str
     dlq_url: str
     name: str

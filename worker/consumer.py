@@ -127,8 +127,15 @@ class Consumer:
                 self._start(message, received_at)
 
     def _start(self, message: ReceivedMessage, received_at: float) -> None:
-        self._stats.received += 1
         self._idle.activity()
+        if message.message_id in self._leases:
+            # At-least-once delivery handed us a message we are already working on.
+            self._leases.renew(message.message_id, message.receipt_handle, received_at=received_at)
+            self._slots.give(1)
+            self._stats.duplicates += 1
+            log.info("message.duplicate_delivery", message_id=message.message_id)
+            return
+        self._stats.received += 1
         self._leases.hold(message.message_id, message.receipt_handle, received_at=received_at)
         task = asyncio.create_task(self._process(message, received_at))
         self._tasks.add(task)
@@ -144,11 +151,13 @@ class Consumer:
         try:
             with structlog.contextvars.bound_contextvars(message_id=message.message_id):
                 jobs, results = await self._run_message(message)
+            fields["job_ms"] = _ms(received_at)
             outcome = decide(results)
             self._working.discard(task)
             self._slots.give(1)
             slot_given = True
-            label, extra = await asyncio.shield(self._settler.settle(message, outcome))
+            handle = self._leases.receipt_handle(message.message_id, message.receipt_handle)
+            label, extra = await asyncio.shield(self._settler.settle(message, outcome, handle))
             fields.update(extra)
             self._log_done(label, jobs, results, outcome, received_at, fields)
         except asyncio.CancelledError:

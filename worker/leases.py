@@ -44,6 +44,19 @@ class Leases:
     def hold(self, message_id: str, receipt_handle: str, *, received_at: float) -> None:
         self._held[message_id] = Lease(message_id, receipt_handle, received_at + self._seconds)
 
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._held
+
+    def receipt_handle(self, message_id: str, fallback: str) -> str:
+        lease = self._held.get(message_id)
+        return lease.receipt_handle if lease is not None else fallback
+
+    def renew(self, message_id: str, receipt_handle: str, *, received_at: float) -> None:
+        """The same message arrived again while held here: keep its newest receipt handle."""
+        lease = self._held[message_id]
+        lease.receipt_handle = receipt_handle
+        lease.expires_at = received_at + self._seconds
+
     def release(self, message_id: str) -> None:
         """Forget a message whose fate is settled (deleted, re-timed or handed back)."""
         self._held.pop(message_id, None)

@@ -40,8 +40,10 @@ async def run(settings: Settings) -> str:
         queue = Queue(sqs, settings.queue_url)
         attributes = await queue.check("QUEUE_URL")
         dead_letter = Queue(sqs, settings.dlq_url) if settings.dlq_url else None
+        dead_letter_max_bytes = 1_048_576
         if dead_letter is not None:
-            await dead_letter.check("DLQ_URL")
+            dlq_attributes = await dead_letter.check("DLQ_URL")
+            dead_letter_max_bytes = int(dlq_attributes.get("MaximumMessageSize", dead_letter_max_bytes))
         has_redrive = "RedrivePolicy" in attributes
         if dead_letter is None and not has_redrive:
             log.warning("config.no_dead_letter", hint="set DLQ_URL or a redrive policy on the queue")
@@ -66,6 +68,7 @@ async def run(settings: Settings) -> str:
             visibility=visibility,
             max_receives=settings.max_receives,
             has_redrive=has_redrive,
+            dead_letter_max_bytes=dead_letter_max_bytes,
         )
         consumer = Consumer(
             settings=settings,

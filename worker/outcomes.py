@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ import structlog
 from worker.adapters.sqs import Queue, ReceivedMessage
 from worker.backoff import retry_delay
 from worker.batching import Batcher
-from worker.errors import JobError, PermanentError
+from worker.errors import JobError
 from worker.leases import VisibilityEntry
 
 log = structlog.get_logger("worker.outcomes")
@@ -58,6 +59,7 @@ class Settler:
         visibility: Batcher[VisibilityEntry],
         max_receives: int,
         has_redrive: bool,
+        dead_letter_max_bytes: int = 1_048_576,
     ) -> None:
         self._queue = queue
         self._dead_letter = dead_letter
@@ -65,9 +67,13 @@ class Settler:
         self._visibility = visibility
         self._max_receives = max_receives
         self._has_redrive = has_redrive
+        self._dead_letter_max_bytes = dead_letter_max_bytes
 
-    async def settle(self, message: ReceivedMessage, outcome: Outcome) -> tuple[str, dict[str, Any]]:
-        """Apply `outcome`; return the label for the log line and its extra fields."""
+    async def settle(
+        self, message: ReceivedMessage, outcome: Outcome, receipt_handle: str
+    ) -> tuple[str, dict[str, Any]]:
+        """Apply `outcome` using the newest receipt handle; return the log label and fields."""
+        message = dataclasses.replace(message, receipt_handle=receipt_handle)
         if outcome.action == "ack":
             ok = await self._deletes.submit(message.receipt_handle)
             return ("acked" if ok else "ack_lost"), {}
@@ -107,11 +113,40 @@ class Settler:
             "spotdrain-source-queue": {"DataType": "String", "StringValue": self._queue.url},
         }
         kept = dict(list(_sendable(message.attributes).items())[: _MAX_ATTRIBUTES - _OWN_ATTRIBUTES])
-        try:
-            await self._dead_letter.send(message.body, attributes={**kept, **own})
-        except PermanentError:
-            # Body plus attributes over the size limit: the body and the reason matter most.
-            await self._dead_letter.send(message.body, attributes=own)
+        attributes = _fit(message.body, {**kept, **own}, self._dead_letter_max_bytes)
+        await self._dead_letter.send(message.body, attributes=attributes)
+
+
+def _fit(body: str, attributes: dict[str, Any], limit: int) -> dict[str, Any]:
+    """Drop attributes (the original's first, then ours but the reason) until body and
+    attributes fit in the dead-letter queue's size limit; the body always goes unchanged."""
+    room = limit - len(body.encode())
+    names = list(attributes)
+    keep = dict(attributes)
+    for name in [n for n in names if not n.startswith("spotdrain-")] + [
+        "spotdrain-source-queue", "spotdrain-receive-count", "spotdrain-original-message-id"
+    ]:
+        if _attributes_size(keep) <= room:
+            return keep
+        keep.pop(name, None)
+    reason = keep.get("spotdrain-reason")
+    if reason is not None and _attributes_size(keep) > room:
+        spare = room - _attributes_size({"spotdrain-reason": {"DataType": "String", "StringValue": ""}})
+        if spare < 16:
+            return {}
+        text = reason["StringValue"].encode()[: spare - 3].decode(errors="ignore") + "..."
+        keep = {"spotdrain-reason": {"DataType": "String", "StringValue": text}}
+    return keep
+
+
+def _attributes_size(attributes: dict[str, Any]) -> int:
+    """SQS counts each attribute's name, type and value against the message size."""
+    total = 0
+    for name, value in attributes.items():
+        payload = value.get("StringValue") or value.get("BinaryValue") or b""
+        data = payload.encode() if isinstance(payload, str) else payload
+        total += len(name.encode()) + len(value.get("DataType", "").encode()) + len(data)
+    return total
 
 
 def _sendable(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ class Stats:
     dead_lettered: int = 0
     handed_back: int = 0
     jobs: int = 0
+    duplicates: int = 0
 
     def summary(self, reason: str) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started_at, 1e-9)
@@ -27,6 +28,7 @@ class Stats:
             "dead_lettered": self.dead_lettered,
             "handed_back": self.handed_back,
             "jobs": self.jobs,
+            "duplicates": self.duplicates,
             "elapsed_s": round(elapsed, 3),
             "messages_per_second": round(self.received / elapsed, 2),
         }

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,9 @@ class WorkerProcess:
     args: list[str] = field(default_factory=list)
     process: subprocess.Popen[str] = field(init=False)
     lines: list[str] = field(default_factory=list, init=False)
+    error_lines: list[str] = field(default_factory=list, init=False)
     _reader: threading.Thread = field(init=False)
+    _error_reader: threading.Thread = field(init=False)
 
     def __post_init__(self) -> None:
         self.process = subprocess.Popen(
@@ -35,13 +37,16 @@ class WorkerProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self._reader = _collect(self.process.stdout, self.lines)
+        self._error_reader = _collect(self.process.stderr, self.error_lines)
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
+    def _close(self) -> None:
+        self._reader.join(5)
+        self._error_reader.join(5)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
     @property
     def pid(self) -> int:
@@ -85,18 +90,27 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait()
             raise AssertionError(f"worker did not exit within {timeout}s") from None
-        self._reader.join(5)
+        self._close()
         return code
 
     def stderr(self) -> str:
-        if self.process.poll() is None or self.process.stderr is None:
-            return ""
-        return self.process.stderr.read()
+        return "".join(self.error_lines)
 
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+        self._close()
+
+
+def _collect(pipe: IO[str], into: list[str]) -> threading.Thread:
+    def read() -> None:
+        for line in pipe:
+            into.append(line)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
 
 
 def worker_env(base: dict[str, str], **overrides: Any) -> dict[str, str]:

@@ -1,0 +1,210 @@
+"""An honest ctypes binding to libnfs's synchronous API: every result checked, every failure raised.
+
+Why not the PyPI binding: it ignores the return codes of write, flush and close, returns a
+negative errno from several calls instead of raising, and never releases the GIL, so one NFS
+round trip holds up the event loop. ctypes releases the GIL for the whole foreign call.
+
+An `NfsContext` is not thread-safe: use one per thread. Each call either returns its result
+or raises `NfsError` carrying the errno libnfs reported (positive) and libnfs's message.
+libnfs reports a timed-out call as EINTR ("Command timed out") and a dead socket as EIO.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import functools
+import math
+from dataclasses import dataclass
+
+_P = ctypes.c_void_p
+_S = ctypes.c_char_p
+_I = ctypes.c_int
+_U64 = ctypes.c_uint64
+
+LIBRARY_NAMES = ("libnfs.so.13", "libnfs.so")
+
+
+class NfsError(OSError):
+    """A libnfs call failed; `errno` is positive, `strerror` is libnfs's own message."""
+
+
+class NfsUnavailable(RuntimeError):
+    """The libnfs shared library cannot be loaded (Debian: `libnfs13`)."""
+
+
+class _Stat64(ctypes.Structure):
+    _fields_ = [  # noqa: RUF012 - ctypes reads this class attribute by design
+        (name, _U64)
+        for name in (
+            "dev ino mode nlink uid gid rdev size blksize blocks "
+            "atime mtime ctime atime_nsec mtime_nsec ctime_nsec used"
+        ).split()
+    ]
+
+
+class _Url(ctypes.Structure):
+    _fields_ = [("server", _S), ("path", _S), ("file", _S)]  # noqa: RUF012 - ctypes layout
+
+
+@dataclass(frozen=True)
+class Stat:
+    """The attributes NFSv3 returns for a file (times in nanoseconds since the epoch)."""
+
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+_SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    "nfs_init_context": (_P, []),
+    "nfs_destroy_context": (None, [_P]),
+    "nfs_get_error": (_S, [_P]),
+    "nfs_parse_url_dir": (_P, [_P, _S]),
+    "nfs_destroy_url": (None, [_P]),
+    "nfs_set_timeout": (None, [_P, _I]),
+    "nfs_mount": (_I, [_P, _S, _S]),
+    "nfs_stat64": (_I, [_P, _S, ctypes.POINTER(_Stat64)]),
+    "nfs_create": (_I, [_P, _S, _I, _I, ctypes.POINTER(_P)]),
+    "nfs_pwrite": (_I, [_P, _P, _U64, _U64, _S]),
+    "nfs_fsync": (_I, [_P, _P]),
+    "nfs_close": (_I, [_P, _P]),
+    "nfs_rename": (_I, [_P, _S, _S]),
+    "nfs_unlink": (_I, [_P, _S]),
+}
+
+
+@functools.cache
+def library() -> ctypes.CDLL:
+    """Load libnfs once and declare the prototypes we call (CDLL releases the GIL per call)."""
+    names = [*LIBRARY_NAMES, ctypes.util.find_library("nfs") or ""]
+    for name in filter(None, names):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        for function, (restype, argtypes) in _SIGNATURES.items():
+            prototype = getattr(lib, function)
+            prototype.restype = restype
+            prototype.argtypes = argtypes
+        return lib
+    raise NfsUnavailable("the libnfs shared library (libnfs.so.13) is not installed")
+
+
+def timeout_ms(requested_ms: int) -> int:
+    """libnfs counts its timeout in whole seconds: round up, never below one second."""
+    return max(1000, math.ceil(requested_ms / 1000) * 1000)
+
+
+class NfsContext:
+    """One connection to one export: mounted on creation, closed by `close()`."""
+
+    def __init__(self, url: str, *, timeout_ms_: int) -> None:
+        self._lib = library()
+        handle = self._lib.nfs_init_context()
+        if not handle:
+            raise NfsError(errno.ENOMEM, "nfs_init_context failed")
+        self._nfs: int | None = handle
+        try:
+            self._lib.nfs_set_timeout(handle, timeout_ms(timeout_ms_))
+            server, export = self._parse(url)
+            self._check(self._lib.nfs_mount(handle, server, export), "mount")
+        except BaseException:
+            self.close()
+            raise
+
+    def _parse(self, url: str) -> tuple[bytes, bytes]:
+        """Parse the URL on this context (which applies its options: ports, uid, gid...)."""
+        parsed = self._lib.nfs_parse_url_dir(self._handle, url.encode())
+        if not parsed:
+            raise NfsError(errno.EINVAL, f"invalid NFS URL: {self._error()}")
+        try:
+            fields = ctypes.cast(parsed, ctypes.POINTER(_Url)).contents
+            return bytes(fields.server or b""), bytes(fields.path or b"/")
+        finally:
+            self._lib.nfs_destroy_url(parsed)
+
+    @property
+    def _handle(self) -> int:
+        if self._nfs is None:
+            raise NfsError(errno.EBADF, "the NFS context is closed")
+        return self._nfs
+
+    def _error(self) -> str:
+        message = self._lib.nfs_get_error(self._handle)
+        return message.decode(errors="replace") if message else "no detail from libnfs"
+
+    def _check(self, result: int, call: str) -> int:
+        if result < 0:
+            code = -result
+            raise NfsError(code, f"{call}: {self._error()} ({errno.errorcode.get(code, code)})")
+        return result
+
+    def stat(self, path: bytes) -> Stat:
+        st = _Stat64()
+        self._check(self._lib.nfs_stat64(self._handle, path, ctypes.byref(st)), "stat")
+        return Stat(
+            mode=st.mode,
+            uid=st.uid,
+            gid=st.gid,
+            size=st.size,
+            mtime_ns=st.mtime * 1_000_000_000 + st.mtime_nsec,
+            ctime_ns=st.ctime * 1_000_000_000 + st.ctime_nsec,
+        )
+
+    def create(self, path: bytes, flags: int, mode: int) -> int:
+        """Create and open a file; returns the file handle for `write_all` and `close_file`."""
+        fh = _P()
+        self._check(self._lib.nfs_create(self._handle, path, flags, mode, ctypes.byref(fh)), "create")
+        if not fh.value:
+            raise NfsError(errno.EIO, "create: libnfs returned no file handle")
+        return fh.value
+
+    def write_all(self, fh: int, data: bytes) -> None:
+        """Write every byte from offset 0; a short write continues, a zero-byte write fails."""
+        offset = 0
+        while offset < len(data):
+            chunk = data[offset:]
+            written = self._check(
+                self._lib.nfs_pwrite(self._handle, fh, offset, len(chunk), chunk), "write"
+            )
+            if written == 0:
+                raise NfsError(errno.EIO, "write: the server accepted no bytes")
+            offset += written
+
+    def fsync(self, fh: int) -> None:
+        self._check(self._lib.nfs_fsync(self._handle, fh), "fsync")
+
+    def close_file(self, fh: int) -> None:
+        self._check(self._lib.nfs_close(self._handle, fh), "close")
+
+    def rename(self, old: bytes, new: bytes) -> None:
+        self._check(self._lib.nfs_rename(self._handle, old, new), "rename")
+
+    def unlink(self, path: bytes) -> None:
+        self._check(self._lib.nfs_unlink(self._handle, path), "unlink")
+
+    def close(self) -> None:
+        """Drop the connection and free the context (NFSv3 mounts hold no server state)."""
+        if self._nfs is not None:
+            handle, self._nfs = self._nfs, None
+            self._lib.nfs_destroy_context(handle)
+
+
+def check_url(url: str) -> str | None:
+    """Why libnfs cannot parse `url`, or None when it can (no connection is made)."""
+    lib = library()
+    handle = lib.nfs_init_context()
+    try:
+        parsed = lib.nfs_parse_url_dir(handle, url.encode())
+        if not parsed:
+            message = lib.nfs_get_error(handle)
+            return message.decode(errors="replace") if message else "unparseable"
+        lib.nfs_destroy_url(parsed)
+        return None
+    finally:
+        lib.nfs_destroy_context(handle)
