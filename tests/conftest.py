@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -71,17 +72,19 @@ def make_queue(sqs: Any) -> Iterator[QueueFactory]:
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
         url = sqs.create_queue(
             QueueName=name,
-            Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": redrive, **attributes},
+            Attributes={
+                "VisibilityTimeout": str(visibility),
+                "RedrivePolicy": redrive,
+                **attributes,
+            },
         )["QueueUrl"]
         created.extend([url, dlq_url])
         return TestQueue(url=url, dlq_url=dlq_url, name=name)
 
     yield make
     for url in created:
-        try:
+        with contextlib.suppress(Exception):  # already gone: nothing to clean
             sqs.delete_queue(QueueUrl=url)
-        except Exception:  # already gone: nothing to clean
-            pass
 
 
 @pytest.fixture
@@ -115,5 +118,7 @@ def drain_all(sqs: Any, url: str, *, wait: int = 0) -> list[dict[str, Any]]:
         messages.extend(batch)
         sqs.delete_message_batch(
             QueueUrl=url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ],
         )

@@ -16,5 +16,5 @@ def retry_delay(receive_count: int, *, rng: random.Random | None = None) -> int:
     """
     exponent = min(max(receive_count, 1) - 1, 20)
     ceiling = min(MAX_SECONDS, BASE_SECONDS * 2**exponent)
-    draw = (rng or random).uniform(0.5, 1.0)
-    return max(1, round(ceiling * draw))
+    draw: float = (rng or random).uniform(0.5, 1.0)
+    return max(1, int(round(ceiling * draw)))

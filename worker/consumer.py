@@ -92,7 +92,9 @@ class Consumer:
             log.info("stop.waiting_for_jobs", jobs=len(self._working), grace_s=grace)
             all_done = asyncio.create_task(asyncio.wait(list(self._working)))
             hurry = asyncio.create_task(self._stop.wait_hurry())
-            await asyncio.wait([all_done, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [all_done, hurry], timeout=grace, return_when=asyncio.FIRST_COMPLETED
+            )
             all_done.cancel()
             hurry.cancel()
         for task in list(self._working):
@@ -146,7 +148,10 @@ class Consumer:
     async def _process(self, message: ReceivedMessage, received_at: float) -> None:
         task = asyncio.current_task()
         assert task is not None
-        fields: dict[str, Any] = {"message_id": message.message_id, "attempt": message.receive_count}
+        fields: dict[str, Any] = {
+            "message_id": message.message_id,
+            "attempt": message.receive_count,
+        }
         slot_given = False
         try:
             with structlog.contextvars.bound_contextvars(message_id=message.message_id):
@@ -164,7 +169,9 @@ class Consumer:
             if not slot_given:  # cancelled while its jobs ran: give the message back now
                 await asyncio.shield(self._leases.hand_back(message.message_id))
                 self._stats.handed_back += 1
-                log.info("message.done", outcome="handed_back", duration_ms=_ms(received_at), **fields)
+                log.info(
+                    "message.done", outcome="handed_back", duration_ms=_ms(received_at), **fields
+                )
             raise
         finally:
             self._leases.release(message.message_id)

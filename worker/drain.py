@@ -61,7 +61,12 @@ class IdleWatch:
             return False
         if not counts.empty or self._busy():
             if self._idle_since is not None:
-                log.debug("drain.not_empty", visible=counts.visible, in_flight=counts.in_flight, delayed=counts.delayed)
+                log.debug(
+                    "drain.not_empty",
+                    visible=counts.visible,
+                    in_flight=counts.in_flight,
+                    delayed=counts.delayed,
+                )
             self.activity()
             return False
         now = self._clock()

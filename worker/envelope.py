@@ -139,7 +139,9 @@ def _decode_key(raw: str, where: str) -> str:
     try:
         key = unquote_plus(raw, errors="strict")
     except UnicodeDecodeError:
-        raise InvalidMessage(f"{where}: key {_short(raw)!r} is not valid URL-encoded UTF-8") from None
+        raise InvalidMessage(
+            f"{where}: key {_short(raw)!r} is not valid URL-encoded UTF-8"
+        ) from None
     if not key:
         raise InvalidMessage(f"{where}: key is empty")
     return key

@@ -73,7 +73,9 @@ class Leases:
 
     async def extend_due(self) -> None:
         now = self._clock()
-        due = [lease for lease in self._held.values() if lease.expires_at - now <= self._seconds / 2]
+        due = [
+            lease for lease in self._held.values() if lease.expires_at - now <= self._seconds / 2
+        ]
         if not due:
             return
         for lease in due:

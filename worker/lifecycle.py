@@ -43,10 +43,14 @@ async def run(settings: Settings) -> str:
         dead_letter_max_bytes = 1_048_576
         if dead_letter is not None:
             dlq_attributes = await dead_letter.check("DLQ_URL")
-            dead_letter_max_bytes = int(dlq_attributes.get("MaximumMessageSize", dead_letter_max_bytes))
+            dead_letter_max_bytes = int(
+                dlq_attributes.get("MaximumMessageSize", dead_letter_max_bytes)
+            )
         has_redrive = "RedrivePolicy" in attributes
         if dead_letter is None and not has_redrive:
-            log.warning("config.no_dead_letter", hint="set DLQ_URL or a redrive policy on the queue")
+            log.warning(
+                "config.no_dead_letter", hint="set DLQ_URL or a redrive policy on the queue"
+            )
         handlers = await routing.build_handlers(
             settings, clients, stack, diagnostics=settings.probe_jobs
         )

@@ -95,7 +95,10 @@ class Settler:
             # The queue's redrive policy moves it after maxReceiveCount receives: come back soon.
             delay = 0 if self._has_redrive else retry_delay(message.receive_count)
             await self._visibility.submit((message.receipt_handle, delay))
-            return "rejected", {"reason": reason, "left_to": "redrive" if self._has_redrive else "backoff"}
+            return "rejected", {
+                "reason": reason,
+                "left_to": "redrive" if self._has_redrive else "backoff",
+            }
         try:
             await self._send_to_dead_letter(message, reason)
         except JobError as exc:
@@ -108,11 +111,19 @@ class Settler:
         assert self._dead_letter is not None
         own = {
             "spotdrain-reason": {"DataType": "String", "StringValue": reason},
-            "spotdrain-original-message-id": {"DataType": "String", "StringValue": message.message_id},
-            "spotdrain-receive-count": {"DataType": "Number", "StringValue": str(message.receive_count)},
+            "spotdrain-original-message-id": {
+                "DataType": "String",
+                "StringValue": message.message_id,
+            },
+            "spotdrain-receive-count": {
+                "DataType": "Number",
+                "StringValue": str(message.receive_count),
+            },
             "spotdrain-source-queue": {"DataType": "String", "StringValue": self._queue.url},
         }
-        kept = dict(list(_sendable(message.attributes).items())[: _MAX_ATTRIBUTES - _OWN_ATTRIBUTES])
+        kept = dict(
+            list(_sendable(message.attributes).items())[: _MAX_ATTRIBUTES - _OWN_ATTRIBUTES]
+        )
         attributes = _fit(message.body, {**kept, **own}, self._dead_letter_max_bytes)
         await self._dead_letter.send(message.body, attributes=attributes)
 
@@ -124,14 +135,18 @@ def _fit(body: str, attributes: dict[str, Any], limit: int) -> dict[str, Any]:
     names = list(attributes)
     keep = dict(attributes)
     for name in [n for n in names if not n.startswith("spotdrain-")] + [
-        "spotdrain-source-queue", "spotdrain-receive-count", "spotdrain-original-message-id"
+        "spotdrain-source-queue",
+        "spotdrain-receive-count",
+        "spotdrain-original-message-id",
     ]:
         if _attributes_size(keep) <= room:
             return keep
         keep.pop(name, None)
     reason = keep.get("spotdrain-reason")
     if reason is not None and _attributes_size(keep) > room:
-        spare = room - _attributes_size({"spotdrain-reason": {"DataType": "String", "StringValue": ""}})
+        spare = room - _attributes_size(
+            {"spotdrain-reason": {"DataType": "String", "StringValue": ""}}
+        )
         if spare < 16:
             return {}
         text = reason["StringValue"].encode()[: spare - 3].decode(errors="ignore") + "..."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker.adapters.aws import AwsClients
 from worker.errors import InvalidMessage
@@ -46,7 +46,9 @@ def plan(requests: list[Request], settings: Settings, known: frozenset[str]) -> 
     for request in requests:
         if isinstance(request, JobRequest):
             if request.job not in known:
-                raise InvalidMessage(f"unknown job {request.job!r} (known: {', '.join(sorted(known))})")
+                raise InvalidMessage(
+                    f"unknown job {request.job!r} (known: {', '.join(sorted(known))})"
+                )
             jobs.append(Job(kind=request.job, payload=request.fields))
         else:
             jobs.extend(_jobs_for_change(request, settings))
@@ -56,14 +58,18 @@ def plan(requests: list[Request], settings: Settings, known: frozenset[str]) -> 
 def _jobs_for_change(change: ObjectChange, settings: Settings) -> list[Job]:
     jobs: list[Job] = []
     if change.change == "created" and is_convertible(change.bucket, change.key, settings.csv):
-        payload = {"bucket": change.bucket, "key": change.key}
+        source: dict[str, Any] = {"bucket": change.bucket, "key": change.key}
         if change.etag:
-            payload["etag"] = change.etag
+            source["etag"] = change.etag
         if change.version_id:
-            payload["version_id"] = change.version_id
-        jobs.append(Job(kind="csv", payload=payload, change=change))
+            source["version_id"] = change.version_id
+        jobs.append(Job(kind="csv", payload=source, change=change))
     if settings.refresh.table:
-        payload = {"bucket": change.bucket, "key": change.key, "event_time": change.event_time}
+        payload: dict[str, Any] = {
+            "bucket": change.bucket,
+            "key": change.key,
+            "event_time": change.event_time,
+        }
         if change.principal:
             payload["principal"] = change.principal
         jobs.append(Job(kind="refresh", payload=payload, change=change))

@@ -113,8 +113,10 @@ def _csv_settings(env: _Env) -> CsvSettings:
     if not suffixes:
         raise ConfigError("CSV_SUFFIXES", "must name at least one suffix")
     delimiter = env.text("CSV_DELIMITER", ",")
-    if delimiter != "auto" and (len(delimiter) != 1 or delimiter in "\"\r\n"):
-        raise ConfigError("CSV_DELIMITER", "must be one character (not a quote or newline) or 'auto'")
+    if delimiter != "auto" and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ConfigError(
+            "CSV_DELIMITER", "must be one character (not a quote or newline) or 'auto'"
+        )
     encoding = env.text("CSV_ENCODING", "utf-8")
     try:
         "".encode(encoding)
@@ -194,9 +196,7 @@ class _Env:
         value = self._parsed(name, default, int, "a whole number")
         return _in_range(name, value, low, high)
 
-    def number(
-        self, name: str, default: float, *, low: float, high: float | None = None
-    ) -> float:
+    def number(self, name: str, default: float, *, low: float, high: float | None = None) -> float:
         value = self._parsed(name, default, float, "a number")
         if not math.isfinite(value):
             raise ConfigError(name, f"must be a finite number, got {value!r}")

@@ -26,17 +26,19 @@ async def watch(settings: Settings, stop: StopRequest) -> None:
         return
     async with aiohttp.ClientSession() as session:
         imds = Imds(session, settings.imds_endpoint)
-        token = await imds.token(timeout=PROBE_TIMEOUT_SECONDS)
+        token = await imds.token(wait_s=PROBE_TIMEOUT_SECONDS)
         if token is None and settings.spot_imds == "auto":
             log.info("spot.imds_unavailable", endpoint=settings.imds_endpoint)
             return
-        log.info("spot.watching", endpoint=settings.imds_endpoint, every_s=settings.spot_poll_seconds)
+        log.info(
+            "spot.watching", endpoint=settings.imds_endpoint, every_s=settings.spot_poll_seconds
+        )
         while not stop.requested:
-            token = token or await imds.token(timeout=PROBE_TIMEOUT_SECONDS)
+            token = token or await imds.token(wait_s=PROBE_TIMEOUT_SECONDS)
             notice = None
             if token is not None:
                 try:
-                    notice = await imds.spot_action(token, timeout=PROBE_TIMEOUT_SECONDS * 2)
+                    notice = await imds.spot_action(token, wait_s=PROBE_TIMEOUT_SECONDS * 2)
                 except TokenExpired:
                     token = None
                     continue

@@ -99,7 +99,9 @@ def test_jobs_overlap_up_to_the_concurrency_bound_and_never_beyond(sqs, make_que
     assert peak == 4
 
 
-def test_heartbeat_keeps_a_long_job_invisible_past_the_visibility_timeout(sqs, make_queue, start_worker):
+def test_heartbeat_keeps_a_long_job_invisible_past_the_visibility_timeout(
+    sqs, make_queue, start_worker
+):
     queue = make_queue(visibility=2)
     worker = start_worker(
         QUEUE_URL=queue.url, WORKER_PROBE_JOBS="true", WORKER_VISIBILITY_SECONDS="2"
@@ -182,7 +184,9 @@ def test_garbage_bodies_are_dead_lettered_and_the_worker_carries_on(sqs, make_qu
     assert sorted(acked_ids(worker)) == sorted(good_ids)
     dead = drain_all(sqs, queue.dlq_url)
     assert sorted(m["Body"] for m in dead) == sorted(bodies)
-    reasons = [e["reason"] for e in worker.events("message.done") if e["outcome"] == "dead_lettered"]
+    reasons = [
+        e["reason"] for e in worker.events("message.done") if e["outcome"] == "dead_lettered"
+    ]
     assert len(reasons) == len(bodies)
     assert any("not JSON" in r for r in reasons)
     assert any("unknown job 'teleport'" in r for r in reasons)
@@ -216,7 +220,9 @@ def test_the_s3_test_event_is_acknowledged_with_no_job(sqs, make_queue, start_wo
     assert worker.events("worker.exit")[0]["jobs"] == 0
 
 
-def test_a_delayed_message_keeps_the_worker_alive_until_it_is_processed(sqs, make_queue, start_worker):
+def test_a_delayed_message_keeps_the_worker_alive_until_it_is_processed(
+    sqs, make_queue, start_worker
+):
     queue = make_queue()
     [message_id] = send(sqs, queue, [probe()], delay=5)
 
@@ -249,7 +255,9 @@ def test_sigterm_hands_a_long_job_back_so_a_second_worker_takes_it_at_once(
     queue = make_queue(visibility=120)
     [message_id] = send(sqs, queue, [probe(seconds=30)])
     first = start_worker(
-        QUEUE_URL=queue.url, WORKER_PROBE_JOBS="true", WORKER_SHUTDOWN_GRACE_SECONDS="1",
+        QUEUE_URL=queue.url,
+        WORKER_PROBE_JOBS="true",
+        WORKER_SHUTDOWN_GRACE_SECONDS="1",
         WORKER_VISIBILITY_SECONDS="120",
     )
     wait_until_held(sqs, queue)
@@ -299,7 +307,9 @@ def test_with_no_imds_auto_mode_gives_up_within_a_second(sqs, make_queue, start_
     assert worker.events("spot.imds_unavailable")
 
 
-def test_two_workers_on_one_queue_complete_every_message_exactly_once(sqs, make_queue, start_worker):
+def test_two_workers_on_one_queue_complete_every_message_exactly_once(
+    sqs, make_queue, start_worker
+):
     queue = make_queue()
     ids = send(sqs, queue, [probe(seconds=0.05) for _ in range(60)])
     env = {"QUEUE_URL": queue.url, "WORKER_PROBE_JOBS": "true", "WORKER_CONCURRENCY": "5"}

@@ -76,7 +76,9 @@ class WorkerProcess:
                 for event in self.events(name):
                     if all(event.get(k) == v for k, v in match.items()):
                         return event
-                raise AssertionError(f"worker exited ({self.process.returncode}) before {name}: {self.stderr()}")
+                raise AssertionError(
+                    f"worker exited ({self.process.returncode}) before {name}: {self.stderr()}"
+                )
             time.sleep(0.05)
         raise AssertionError(f"no {name} {match} within {timeout}s")
 
@@ -115,7 +117,11 @@ def _collect(pipe: IO[str], into: list[str]) -> threading.Thread:
 
 def worker_env(base: dict[str, str], **overrides: Any) -> dict[str, str]:
     """The environment for a worker process: ours plus fast test defaults plus overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WORKER_", "CSV_", "SIDECAR_", "REFRESH_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "WORKER_", "CSV_", "SIDECAR_", "REFRESH_"))
+    }
     env.update(base)
     env.setdefault("SPOT_IMDS", "off")
     env.setdefault("WORKER_WAIT_SECONDS", "1")

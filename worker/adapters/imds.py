@@ -21,13 +21,13 @@ class Imds:
         self._session = session
         self._base = base_url.rstrip("/")
 
-    async def token(self, *, timeout: float) -> str | None:
-        """A session token, or None when no IMDS answers within `timeout` seconds."""
+    async def token(self, *, wait_s: float) -> str | None:
+        """A session token, or None when no IMDS answers within `wait_s` seconds."""
         try:
             async with self._session.put(
                 self._base + TOKEN_PATH,
                 headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)},
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=wait_s),
             ) as response:
                 if response.status != 200:
                     return None
@@ -35,12 +35,12 @@ class Imds:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return None
 
-    async def spot_action(self, token: str, *, timeout: float) -> dict[str, Any] | None:
+    async def spot_action(self, token: str, *, wait_s: float) -> dict[str, Any] | None:
         """The pending interruption (`{"action": ..., "time": ...}`), or None when there is none."""
         async with self._session.get(
             self._base + SPOT_ACTION_PATH,
             headers={"X-aws-ec2-metadata-token": token},
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=aiohttp.ClientTimeout(total=wait_s),
         ) as response:
             if response.status == 404:
                 return None

@@ -61,11 +61,15 @@ class Queue:
             )
         except ClientError as exc:
             if error_code(exc) in _MISSING_QUEUE_CODES:
-                raise ConfigError(option, f"names a queue that does not exist: {self.url}") from None
+                raise ConfigError(
+                    option, f"names a queue that does not exist: {self.url}"
+                ) from None
             raise translate(exc, "GetQueueAttributes") from exc
         return dict(response.get("Attributes", {}))
 
-    async def receive(self, *, max_messages: int, wait_seconds: int, visibility: int) -> list[ReceivedMessage]:
+    async def receive(
+        self, *, max_messages: int, wait_seconds: int, visibility: int
+    ) -> list[ReceivedMessage]:
         try:
             response = await self._client.receive_message(
                 QueueUrl=self.url,

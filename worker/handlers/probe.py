@@ -27,7 +27,11 @@ class ProbePayload:
     @classmethod
     def parse(cls, payload: dict[str, Any]) -> ProbePayload:
         seconds = payload.get("seconds", 0)
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= 3600
+        ):
             raise PermanentError("probe: 'seconds' must be a number from 0 to 3600")
         fail = payload.get("fail")
         if fail not in (None, "retryable", "permanent"):
