@@ -97,8 +97,12 @@ async def run(settings: Settings) -> str:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
-            async with asyncio.timeout(settings.cancel_seconds):
-                await deletes.close()
-                await visibility.close()
+            try:
+                async with asyncio.timeout(settings.cancel_seconds):
+                    await deletes.close()
+                    await visibility.close()
+            except TimeoutError:
+                # What is not deleted comes back after its lease; handlers are idempotent.
+                log.error("worker.flush_timed_out", seconds=settings.cancel_seconds)
             log.info("worker.exit", **stats.summary(reason))
     return reason
