@@ -37,7 +37,7 @@ class SidecarSettings:
     nfs_url: str | None = None
     root: str | None = None
     nfs_timeout_ms: int = 5000
-    nfs_processes: int = 2
+    nfs_connections: int = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,7 +147,7 @@ def _sidecar_settings(env: _Env) -> SidecarSettings:
         nfs_url=nfs_url,
         root=root,
         nfs_timeout_ms=env.integer("SIDECAR_NFS_TIMEOUT_MS", 5000, low=100, high=600_000),
-        nfs_processes=env.integer("SIDECAR_NFS_PROCESSES", 2, low=1, high=64),
+        nfs_connections=env.integer("SIDECAR_NFS_CONNECTIONS", 8, low=1, high=64),
     )
 
 

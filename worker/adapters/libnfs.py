@@ -34,18 +34,22 @@ class NfsUnavailable(RuntimeError):
     """The libnfs shared library cannot be loaded (Debian: `libnfs13`)."""
 
 
+_STAT_FIELDS = (
+    "dev ino mode nlink uid gid rdev size blksize blocks "
+    "atime mtime ctime atime_nsec mtime_nsec ctime_nsec used"
+)
+
+
 class _Stat64(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes reads this class attribute by design
-        (name, _U64)
-        for name in (
-            "dev ino mode nlink uid gid rdev size blksize blocks "
-            "atime mtime ctime atime_nsec mtime_nsec ctime_nsec used"
-        ).split()
-    ]
+    """libnfs's `struct nfs_stat_64`: seventeen uint64_t fields in this order."""
+
+    _fields_ = tuple((name, _U64) for name in _STAT_FIELDS.split())
 
 
 class _Url(ctypes.Structure):
-    _fields_ = [("server", _S), ("path", _S), ("file", _S)]  # noqa: RUF012 - ctypes layout
+    """The head of libnfs's `struct nfs_url`: server, path, file."""
+
+    _fields_ = (("server", _S), ("path", _S), ("file", _S))
 
 
 @dataclass(frozen=True)
@@ -95,22 +99,22 @@ def library() -> ctypes.CDLL:
     raise NfsUnavailable("the libnfs shared library (libnfs.so.13) is not installed")
 
 
-def timeout_ms(requested_ms: int) -> int:
+def whole_seconds(timeout_ms: int) -> int:
     """libnfs counts its timeout in whole seconds: round up, never below one second."""
-    return max(1000, math.ceil(requested_ms / 1000) * 1000)
+    return max(1000, math.ceil(timeout_ms / 1000) * 1000)
 
 
 class NfsContext:
     """One connection to one export: mounted on creation, closed by `close()`."""
 
-    def __init__(self, url: str, *, timeout_ms_: int) -> None:
+    def __init__(self, url: str, *, timeout_ms: int) -> None:
         self._lib = library()
         handle = self._lib.nfs_init_context()
         if not handle:
             raise NfsError(errno.ENOMEM, "nfs_init_context failed")
         self._nfs: int | None = handle
         try:
-            self._lib.nfs_set_timeout(handle, timeout_ms(timeout_ms_))
+            self._lib.nfs_set_timeout(handle, whole_seconds(timeout_ms))
             server, export = self._parse(url)
             self._check(self._lib.nfs_mount(handle, server, export), "mount")
         except BaseException:
@@ -159,7 +163,8 @@ class NfsContext:
     def create(self, path: bytes, flags: int, mode: int) -> int:
         """Create and open a file; returns the file handle for `write_all` and `close_file`."""
         fh = _P()
-        self._check(self._lib.nfs_create(self._handle, path, flags, mode, ctypes.byref(fh)), "create")
+        result = self._lib.nfs_create(self._handle, path, flags, mode, ctypes.byref(fh))
+        self._check(result, "create")
         if not fh.value:
             raise NfsError(errno.EIO, "create: libnfs returned no file handle")
         return fh.value
