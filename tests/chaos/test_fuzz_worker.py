@@ -18,7 +18,20 @@ SEED = 20261122
 
 
 def hostile_bodies(rng: random.Random, count: int) -> list[str]:
-    fillers: list[Any] = [None, 0, -1, 2**70, "", "x" * 5000, [], {}, [[[[]]]], True, 1.5, "../../etc"]
+    fillers: list[Any] = [
+        None,
+        0,
+        -1,
+        2**70,
+        "",
+        "x" * 5000,
+        [],
+        {},
+        [[[[]]]],
+        True,
+        1.5,
+        "../../etc",
+    ]
     bodies = []
     for _ in range(count):
         kind = rng.random()
@@ -36,7 +49,9 @@ def hostile_bodies(rng: random.Random, count: int) -> list[str]:
         else:
             text = json.dumps(rng.choice(VALID_SHAPES))
             cut = rng.randint(0, len(text) - 1)
-            bodies.append(text[:cut] + rng.choice(["", "\ufffd", "{", "]", "%ZZ"]) + text[cut + 1 :])
+            bodies.append(
+                text[:cut] + rng.choice(["", "\ufffd", "{", "]", "%ZZ"]) + text[cut + 1 :]
+            )
     return bodies
 
 
@@ -49,12 +64,17 @@ def test_hostile_messages_are_settled_with_reasons_and_the_worker_carries_on(
     for start in range(0, len(bodies), 10):
         sqs.send_message_batch(
             QueueUrl=queue.url,
-            Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])],
+            Entries=[
+                {"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])
+            ],
         )
     sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps({"job": "probe"}))
 
     worker = start_worker(
-        QUEUE_URL=queue.url, DLQ_URL=queue.dlq_url, WORKER_PROBE_JOBS="true", WORKER_MAX_RECEIVES="1"
+        QUEUE_URL=queue.url,
+        DLQ_URL=queue.dlq_url,
+        WORKER_PROBE_JOBS="true",
+        WORKER_MAX_RECEIVES="1",
     )
 
     assert worker.wait(timeout=120) == 0

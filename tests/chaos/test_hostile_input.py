@@ -59,7 +59,9 @@ VALID_SHAPES: list[dict[str, Any]] = [
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -102,7 +104,9 @@ def mutated_bodies(draw: st.DrawFn) -> str:
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(mutated_bodies())
-def test_valid_shapes_with_fields_removed_or_of_the_wrong_type_give_jobs_or_a_typed_error(body: str):
+def test_valid_shapes_with_fields_removed_or_of_the_wrong_type_give_jobs_or_a_typed_error(
+    body: str,
+):
     outcome_of(body)
 
 

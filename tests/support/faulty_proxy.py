@@ -1,0 +1,145 @@
+"""An HTTP proxy on loopback in front of an AWS endpoint that can misbehave on demand.
+
+- `throttle(fraction, seed)`: answer that share of requests the way AWS throttles: JSON
+  protocols (SQS, DynamoDB: `X-Amz-Target`) get HTTP 400 `ThrottlingException`; REST
+  protocols (S3) get HTTP 503 `SlowDown`. Deterministic for a seed.
+- `outage()`: drop every connection without an answer, as a crashed or restarting server
+  does, until `recover()`.
+Everything else is forwarded unchanged, so the worker still talks to the real moto server.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
+
+
+class FaultyProxy:
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._rng = random.Random(0)
+        self._throttle = 0.0
+        self._down = False
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                owner._handle(self)
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FaultyProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def throttle(self, fraction: float, seed: int = 0) -> None:
+        with self._lock:
+            self._throttle = fraction
+            self._rng = random.Random(seed)
+
+    def outage(self) -> None:
+        self._down = True
+
+    def recover(self) -> None:
+        self._down = False
+
+    def _decide(self) -> str:
+        if self._down:
+            return "dropped"
+        with self._lock:
+            return "throttled" if self._rng.random() < self._throttle else "forwarded"
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        body = _read_body(request)
+        verdict = self._decide()
+        self.counts[verdict] += 1
+        if verdict == "dropped":
+            request.close_connection = True
+            request.connection.close()
+            return
+        if verdict == "throttled":
+            _send_throttle(request)
+            return
+        upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+            headers["Content-Length"] = str(len(body))
+            upstream.request(request.command, request.path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+            request.send_response(response.status, response.reason)
+            for key, value in response.getheaders():
+                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                    request.send_header(key, value)
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            if request.command != "HEAD":
+                request.wfile.write(data)
+        finally:
+            upstream.close()
+
+
+def _read_body(request: BaseHTTPRequestHandler) -> bytes:
+    if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int(request.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while request.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            chunks.append(request.rfile.read(size))
+            request.rfile.readline()
+    length = int(request.headers.get("Content-Length") or 0)
+    return request.rfile.read(length) if length else b""
+
+
+def _send_throttle(request: BaseHTTPRequestHandler) -> None:
+    if request.headers.get("X-Amz-Target"):
+        status = 400
+        body = b'{"__type":"ThrottlingException","message":"Rate exceeded"}'
+        content_type = "application/x-amz-json-1.0"
+        extra = {"x-amzn-query-error": "ThrottlingException;Sender"}
+    else:
+        status = 503
+        body = (
+            b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+            b"<Message>Please reduce your request rate.</Message></Error>"
+        )
+        content_type = "application/xml"
+        extra = {}
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(body)))
+    for key, value in extra.items():
+        request.send_header(key, value)
+    request.end_headers()
+    request.wfile.write(body)
