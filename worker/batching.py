@@ -19,7 +19,12 @@ log = structlog.get_logger("worker.batching")
 
 # Entry failures that a second try cannot fix: the lease is gone, the message was handled.
 _FINAL_CODES = frozenset(
-    {"ReceiptHandleIsInvalid", "InvalidReceiptHandle", "MessageNotInflight", "InvalidParameterValue"}
+    {
+        "ReceiptHandleIsInvalid",
+        "InvalidReceiptHandle",
+        "MessageNotInflight",
+        "InvalidParameterValue",
+    }
 )
 
 
@@ -73,12 +78,20 @@ class Batcher(Generic[T]):
                 failures = await self._send([(i, entry) for i, (entry, _) in waiting.items()])
             except JobError as exc:
                 log.warning("batch.failed", call=self._name, attempt=attempt, error=str(exc))
-                failures = [BatchFailure(entry_id=i, code="", message=str(exc), sender_fault=False) for i in waiting]
+                failures = [
+                    BatchFailure(entry_id=i, code="", message=str(exc), sender_fault=False)
+                    for i in waiting
+                ]
             failed_ids = set()
             for failure in failures:
                 entry_future = waiting[failure.entry_id][1]
-                if failure.code in _FINAL_CODES or failure.sender_fault and failure.code:
-                    log.warning("batch.entry_refused", call=self._name, code=failure.code, error=failure.message)
+                if failure.code in _FINAL_CODES or (failure.sender_fault and failure.code):
+                    log.warning(
+                        "batch.entry_refused",
+                        call=self._name,
+                        code=failure.code,
+                        error=failure.message,
+                    )
                     _resolve(entry_future, False)
                 else:
                     failed_ids.add(failure.entry_id)
