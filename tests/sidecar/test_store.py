@@ -1,0 +1,228 @@
+"""The sidecar handler against a real ganesha export (libnfs) and a plain directory (SIDECAR_ROOT).
+
+Each test runs for both destinations unless it is about the NFS server itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.sidecar.conftest import (
+    Destination,
+    SidecarRunner,
+    nfs_destination,
+    read_sidecar,
+    snapshot,
+    temporaries,
+)
+from tests.support.ganesha import Ganesha
+from worker.errors import PermanentError, RetryableError
+from worker.handlers.sidecar_job import temporary_name
+from worker.settings import SidecarSettings
+
+
+def iso(ns: int) -> str:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest // 1000)
+    return moment.isoformat(timespec="microseconds")
+
+
+def make_file(root: Path, relative: str, data: bytes = b"payload\n") -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_sidecar_appears_beside_the_file_with_exact_content(
+    destination: Destination, sidecars: SidecarRunner
+) -> None:
+    source = make_file(destination.root, "runs/7/scan.tar.gz", b"x" * 4321)
+    written = sidecars.job("/runs/7/scan.tar.gz", results="QC passed: 99.2% ✓", message_id="m-42")
+    st = os.stat(source)
+    sidecar = destination.root / "runs/7/scan.tar-sidecar.json"
+    assert written == "runs/7/scan.tar-sidecar.json"
+    assert sidecar.read_bytes() == (
+        "{\n"
+        '  "filename": "/runs/7/scan.tar.gz",\n'
+        '  "path": "/runs/7/scan.tar.gz",\n'
+        '  "size": 4321,\n'
+        f'  "created": "{iso(st.st_ctime_ns)}",\n'
+        f'  "modified": "{iso(st.st_mtime_ns)}",\n'
+        '  "results": "QC passed: 99.2% ✓",\n'
+        '  "message_id": "m-42"\n'
+        "}\n"
+    ).encode()
+    assert temporaries(destination.root) == []
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["../outside.txt", "/../outside.txt", "a/../../outside.txt", "..", "", "/", "a/\x00.txt"],
+)
+def test_names_leaving_the_root_write_nothing_anywhere(
+    destination: Destination, sidecars: SidecarRunner, filename: str
+) -> None:
+    world = destination.root.parent
+    make_file(world, "outside.txt")  # what `..` would reach: it must stay untouched
+    make_file(destination.root, "a/.txt")
+    before = snapshot(world)
+    with pytest.raises(PermanentError):
+        sidecars.job(filename)
+    assert snapshot(world) == before
+
+
+def test_a_missing_file_is_a_permanent_error(
+    destination: Destination, sidecars: SidecarRunner
+) -> None:
+    with pytest.raises(PermanentError, match=r"no such file: 'nope/missing\.dat'"):
+        sidecars.job("nope/missing.dat")
+    assert snapshot(destination.root) == {}
+
+
+def test_a_directory_is_not_a_file(destination: Destination, sidecars: SidecarRunner) -> None:
+    (destination.root / "folder").mkdir()
+    with pytest.raises(PermanentError, match="is a directory"):
+        sidecars.job("folder")
+    assert snapshot(destination.root) == {"folder": None}
+
+
+def test_a_redelivered_job_rewrites_the_same_bytes(
+    destination: Destination, sidecars: SidecarRunner
+) -> None:
+    make_file(destination.root, "f.dat")
+    sidecars.job("f.dat", message_id="m-1")
+    first = (destination.root / "f-sidecar.json").read_bytes()
+    sidecars.job("f.dat", message_id="m-1")
+    assert (destination.root / "f-sidecar.json").read_bytes() == first
+
+
+def test_a_new_sidecar_replaces_the_old_one(
+    destination: Destination, sidecars: SidecarRunner
+) -> None:
+    make_file(destination.root, "f.dat")
+    sidecars.job("f.dat", results="first", message_id="m-1")
+    sidecars.job("f.dat", results="second", message_id="m-2")
+    assert read_sidecar(destination.root / "f-sidecar.json")["results"] == "second"
+    assert sorted(p.name for p in destination.root.iterdir()) == ["f-sidecar.json", "f.dat"]
+
+
+def test_a_retry_removes_what_an_interrupted_attempt_left(
+    destination: Destination, sidecars: SidecarRunner
+) -> None:
+    make_file(destination.root, "d/f.dat")
+    leftover = destination.root / "d" / temporary_name("f-sidecar.json", "m-7")
+    leftover.write_bytes(b'{"half": "writ' * 1000)  # the attempt was killed mid-write
+    sidecars.job("d/f.dat", results="done", message_id="m-7")
+    assert not leftover.exists()
+    assert read_sidecar(destination.root / "d/f-sidecar.json")["results"] == "done"
+    assert temporaries(destination.root) == []
+
+
+def test_many_concurrent_jobs_each_get_their_sidecar(
+    destination: Destination, sidecars: SidecarRunner
+) -> None:
+    for i in range(200):
+        make_file(destination.root, f"batch/{i:03}.dat", b"y" * i)
+
+    async def all_jobs() -> None:
+        jobs = (sidecars.ajob(f"batch/{i:03}.dat", message_id=f"m{i}") for i in range(200))
+        await asyncio.gather(*jobs)
+
+    sidecars.loop.run(all_jobs())
+    for i in range(200):
+        document = read_sidecar(destination.root / f"batch/{i:03}-sidecar.json")
+        assert (document["size"], document["message_id"]) == (i, f"m{i}")
+    assert temporaries(destination.root) == []
+
+
+def test_a_symlink_cannot_lead_a_write_out_of_sidecar_root(world: Path) -> None:
+    outside = make_file(world, "elsewhere/f.dat").parent
+    (world / "root" / "link").symlink_to(outside)
+    runner = SidecarRunner(SidecarSettings(root=str(world / "root")))
+    try:
+        with pytest.raises(PermanentError, match="outside SIDECAR_ROOT"):
+            runner.job("link/f.dat")
+    finally:
+        runner.close()
+    assert sorted(p.name for p in outside.iterdir()) == ["f.dat"]
+
+
+# --- about the NFS server itself ---------------------------------------------------------
+
+
+@pytest.mark.nfs
+def test_permission_denied_names_the_uid_and_gid(ganesha: Ganesha) -> None:
+    os.chmod(ganesha.export_dir, 0o755)
+    make_file(ganesha.export_dir, "f.dat")
+    runner = SidecarRunner(nfs_destination(ganesha, uid=65534, gid=65533).options)
+    try:
+        with pytest.raises(PermanentError, match=r"permission denied .* as uid=65534 gid=65533"):
+            runner.job("f.dat")
+    finally:
+        runner.close()
+    assert not (ganesha.export_dir / "f-sidecar.json").exists()
+
+
+@pytest.mark.nfs
+def test_a_server_that_is_down_is_retryable(ganesha: Ganesha) -> None:
+    make_file(ganesha.export_dir, "f.dat")
+    runner = SidecarRunner(nfs_destination(ganesha).options)
+    try:
+        ganesha.stop()
+        with pytest.raises(RetryableError, match=r"cannot mount nfs://127\.0\.0\.1/"):
+            runner.job("f.dat")
+    finally:
+        runner.close()
+
+
+@pytest.mark.nfs
+def test_a_connection_is_reused_then_reopened_after_a_server_restart(ganesha: Ganesha) -> None:
+    make_file(ganesha.export_dir, "f.dat")
+    runner = SidecarRunner(nfs_destination(ganesha).options)
+    try:
+        runner.job("f.dat", message_id="m-1")
+        ganesha.kill()
+        with pytest.raises(RetryableError):
+            runner.job("f.dat", message_id="m-2")
+        ganesha.start()
+        runner.job("f.dat", message_id="m-3")
+    finally:
+        runner.close()
+    assert read_sidecar(ganesha.export_dir / "f-sidecar.json")["message_id"] == "m-3"
+
+
+@pytest.mark.nfs
+def test_the_event_loop_keeps_running_while_an_nfs_call_waits(ganesha: Ganesha) -> None:
+    """A frozen server makes the NFS call wait; the loop must still run other tasks meanwhile.
+
+    Were the call holding the GIL (or running on the loop), the sleeps below could not finish
+    before the call itself ended, by its timeout, and the job would be done by then.
+    """
+    make_file(ganesha.export_dir, "f.dat")
+    runner = SidecarRunner(nfs_destination(ganesha).options)
+
+    async def scenario() -> list[int]:
+        await runner.ajob("f.dat", message_id="warm-up")  # mount before freezing
+        ganesha.pause()
+        job = asyncio.create_task(runner.ajob("f.dat", results="late", message_id="m-2"))
+        ticks = []
+        for tick in range(10):
+            await asyncio.sleep(0.05)
+            assert not job.done(), "the NFS call ended while the server was frozen"
+            ticks.append(tick)
+        ganesha.resume()
+        await job
+        return ticks
+
+    try:
+        assert runner.loop.run(scenario()) == list(range(10))
+    finally:
+        ganesha.resume()
+        runner.close()
+    assert read_sidecar(ganesha.export_dir / "f-sidecar.json")["results"] == "late"
