@@ -51,6 +51,8 @@ OPTIONS: dict[str, str] = {
     "REFRESH_WINDOW_SECONDS": "at most one RefreshCache per bucket per window (default 30)",
     "REFRESH_MAX_FOLDERS": "above this many changed folders, refresh the share's root (default 50)",
     "REFRESH_SHARE_CACHE_SECONDS": "how long the file shares behind a bucket are cached (default 300)",
+    "REFRESH_IGNORE_PRINCIPALS": "event principals whose changes are ignored: the gateway's role (AWS:AROA...)",
+    "REFRESH_RESCUE_SECONDS": "a refresh this overdue is re-sent by the next change to its bucket (default 60)",
 }
 
 

@@ -25,6 +25,7 @@ HandlerFactory = Callable[[Settings, AwsClients, AsyncExitStack], Awaitable[Hand
 HANDLERS: dict[str, HandlerFactory] = {
     "csv": csv_job.create,
     "refresh": refresh_job.create,
+    "refresh_due": refresh_job.create_due,  # the delayed message that fires an aggregated refresh
     "sidecar": sidecar_job.create,
 }
 DIAGNOSTIC_HANDLERS: dict[str, HandlerFactory] = {"probe": probe.create}

@@ -48,6 +48,8 @@ class RefreshSettings:
     window_seconds: int = 30
     max_folders: int = 50
     share_cache_seconds: int = 300
+    ignore_principals: tuple[str, ...] = ()
+    rescue_seconds: int = 60
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,8 +157,11 @@ def _refresh_settings(env: _Env) -> RefreshSettings:
     return RefreshSettings(
         table=env.optional("REFRESH_TABLE"),
         window_seconds=env.integer("REFRESH_WINDOW_SECONDS", 30, low=1, high=86_400),
-        max_folders=env.integer("REFRESH_MAX_FOLDERS", 50, low=1, high=1000),
+        # RefreshCache accepts at most 50 folders per call.
+        max_folders=env.integer("REFRESH_MAX_FOLDERS", 50, low=1, high=50),
         share_cache_seconds=env.integer("REFRESH_SHARE_CACHE_SECONDS", 300, low=0, high=86_400),
+        ignore_principals=tuple(env.csv_list("REFRESH_IGNORE_PRINCIPALS", "")),
+        rescue_seconds=env.integer("REFRESH_RESCUE_SECONDS", 60, low=1, high=86_400),
     )
 
 

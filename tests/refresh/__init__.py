@@ -1,0 +1,1 @@
+"""Aggregated refreshes: the pure plan, the adapters, and whole workers against moto."""

@@ -1,0 +1,120 @@
+"""Fixtures of the refresh tests: a refresh table in moto, the local Storage Gateway endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import TestQueue, unique
+from tests.support.moto_server import MotoServer
+from tests.support.storage_gateway import Call, StorageGatewayEndpoint
+
+
+@pytest.fixture
+def dynamodb(moto: MotoServer) -> Any:
+    return boto3.client("dynamodb", endpoint_url=moto.url)
+
+
+@pytest.fixture
+def refresh_table(dynamodb: Any) -> Iterator[str]:
+    """A table with the string partition key `target`, as CONTRACT.md asks."""
+    name = unique("refresh")
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    yield name
+    dynamodb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def gateway() -> Iterator[StorageGatewayEndpoint]:
+    with StorageGatewayEndpoint() as endpoint:
+        yield endpoint
+
+
+def refresh_env(
+    queue: TestQueue, table: str, gateway: StorageGatewayEndpoint, **extra: Any
+) -> dict[str, Any]:
+    """The environment of a worker that aggregates refreshes (short windows for tests)."""
+    return {
+        "QUEUE_URL": queue.url,
+        "REFRESH_TABLE": table,
+        "REFRESH_WINDOW_SECONDS": "2",
+        "AWS_ENDPOINT_URL_STORAGE_GATEWAY": gateway.url,
+        **extra,
+    }
+
+
+def s3_event(
+    bucket: str, key: str, *, removed: bool = False, principal: str = "AWS:AIDAUSER"
+) -> str:
+    """An S3 event notification body for one object change (key URL-encoded, as S3 sends it)."""
+    from urllib.parse import quote_plus
+
+    return json.dumps(
+        {
+            "Records": [
+                {
+                    "eventVersion": "2.1",
+                    "eventSource": "aws:s3",
+                    "awsRegion": "us-east-1",
+                    "eventTime": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "eventName": "ObjectRemoved:Delete" if removed else "ObjectCreated:Put",
+                    "userIdentity": {"principalId": principal},
+                    "s3": {
+                        "s3SchemaVersion": "1.0",
+                        "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+                        "object": {"key": quote_plus(key, safe="/"), "size": 1, "eTag": "abc"},
+                    },
+                }
+            ]
+        }
+    )
+
+
+def send_bodies(sqs: Any, queue_url: str, bodies: list[str]) -> list[tuple[str, float]]:
+    """Send bodies in batches; return (message id, time sent) for each."""
+    sent: list[tuple[str, float]] = []
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        response = sqs.send_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)],
+        )
+        assert not response.get("Failed"), response["Failed"]
+        now = time.time()
+        ordered = sorted(response["Successful"], key=lambda e: int(e["Id"]))
+        sent.extend((entry["MessageId"], now) for entry in ordered)
+    return sent
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def covers(call: Call, folder: str) -> bool:
+    """Whether a RefreshCache call covers a share-relative folder ('/' or 'a/b')."""
+    folders = call.params.get("FolderList", ["/"])
+    if call.params.get("Recursive", True):
+        return any(f == "/" or folder == f or folder.startswith(f + "/") for f in folders)
+    return folder in folders
+
+
+def iso_time(event: dict[str, Any]) -> float:
+    """A worker log line's timestamp as epoch seconds."""
+    return datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,210 @@
+"""Aggregated refreshes as a user runs them: `python -m worker`, moto, the local gateway."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import QueueFactory, unique
+from tests.refresh.conftest import iso_time, refresh_env, s3_event, wait_for
+from tests.support.storage_gateway import StorageGatewayEndpoint
+from tests.support.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.slow
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+def done(worker: WorkerProcess, job: str) -> list[dict[str, Any]]:
+    return [e for e in worker.events("message.done") if e.get("job") == job]
+
+
+def test_a_change_gets_one_refresh_of_its_folders_after_the_window(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    bucket = unique("bucket")
+    share = gateway.add_share(bucket)
+    queue = make_queue()
+    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "in/day 1/a.txt"))
+    worker = start_worker(**refresh_env(queue, refresh_table, gateway))
+    assert worker.wait() == 0
+    (refresh,) = gateway.refreshes()
+    assert refresh.params == {
+        "FileShareARN": share,
+        "FolderList": ["/", "in", "in/day 1"],
+        "Recursive": False,
+    }
+    (change,) = done(worker, "refresh")
+    assert change["outcome"] == "acked" and refresh.at > iso_time(change)
+    assert [e["outcome"] for e in done(worker, "refresh_due")] == ["acked"]
+
+
+def test_the_contract_refresh_envelope_is_one_change(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    bucket = unique("bucket")
+    gateway.add_share(bucket)
+    queue = make_queue()
+    body = {
+        "job": "refresh",
+        "bucket": bucket,
+        "key": "x/y.txt",
+        "event_time": "2025-01-01T00:00:00Z",
+    }
+    sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(body))
+    worker = start_worker(**refresh_env(queue, refresh_table, gateway))
+    assert worker.wait() == 0
+    assert [r.params["FolderList"] for r in gateway.refreshes()] == [["/", "x"]]
+
+
+def test_each_share_covering_the_change_is_refreshed_relative_to_its_location(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    bucket = unique("bucket")
+    whole = gateway.add_share(bucket)
+    inbox = gateway.add_share(f"{bucket}/in/", kind="SMB")
+    gateway.add_share(f"{bucket}/out/")
+    queue = make_queue()
+    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "in/x/y.txt", removed=True))
+    worker = start_worker(**refresh_env(queue, refresh_table, gateway))
+    assert worker.wait() == 0
+    calls = {r.params["FileShareARN"]: r.params["FolderList"] for r in gateway.refreshes()}
+    assert calls == {whole: ["/", "in", "in/x"], inbox: ["/", "x"]}
+
+
+def test_a_change_after_a_refresh_fired_gets_its_own_refresh(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    bucket = unique("bucket")
+    gateway.add_share(bucket)
+    queue = make_queue()
+    worker = start_worker(
+        **refresh_env(queue, refresh_table, gateway, WORKER_IDLE_EXIT_SECONDS="3")
+    )
+    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "a/1.txt"))
+    wait_for(gateway.refreshes, timeout=30, what="the first refresh")
+    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "a/2.txt"))
+    assert worker.wait() == 0
+    first, second = gateway.refreshes()
+    late_change = done(worker, "refresh")[-1]
+    assert second.at > iso_time(late_change) > first.at
+    assert second.params["FolderList"] == ["/", "a"]
+
+
+def test_a_busy_share_is_retried_until_the_refresh_is_accepted(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    bucket = unique("bucket")
+    gateway.add_share(bucket)
+    gateway.busy(2)
+    queue = make_queue()
+    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "a/1.txt"))
+    worker = start_worker(
+        **refresh_env(queue, refresh_table, gateway, WORKER_IDLE_EXIT_SECONDS="3")
+    )
+    assert worker.wait() == 0
+    attempts = gateway.recorded("RefreshCache")
+    assert [c.error for c in attempts] == [
+        "InvalidGatewayRequestException",
+        "InvalidGatewayRequestException",
+        None,
+    ]
+    assert [e["outcome"] for e in done(worker, "refresh_due")] == ["retried", "retried", "acked"]
+    assert attempts[2].params == attempts[0].params  # the retry refreshes the same folders
+
+
+def test_a_bucket_without_a_share_is_logged_once_per_window_and_acknowledged(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    bucket = unique("bucket")
+    gateway.add_share(unique("other"))
+    queue = make_queue()
+    for key in ("a.txt", "b/c.txt", "d.txt"):
+        sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, key))
+    worker = start_worker(**refresh_env(queue, refresh_table, gateway))
+    assert worker.wait() == 0
+    assert [e["bucket"] for e in worker.events("refresh.no_share")] == [bucket]
+    assert {e["outcome"] for e in worker.events("message.done")} == {"acked"}
+    assert gateway.refreshes() == []
+
+
+def test_changes_made_by_the_gateway_itself_are_ignored(
+    sqs: Any,
+    dynamodb: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    bucket = unique("bucket")
+    gateway.add_share(bucket)
+    queue = make_queue()
+    body = s3_event(bucket, "from-nfs.txt", principal="AWS:AROAGATEWAY:sgw-3C4D5E6F")
+    sqs.send_message(QueueUrl=queue.url, MessageBody=body)
+    env = refresh_env(queue, refresh_table, gateway, REFRESH_IGNORE_PRINCIPALS="AWS:AROAGATEWAY")
+    worker = start_worker(**env)
+    assert worker.wait() == 0
+    assert [e["outcome"] for e in done(worker, "refresh")] == ["acked"]
+    assert "Item" not in dynamodb.get_item(TableName=refresh_table, Key={"target": {"S": bucket}})
+    assert gateway.refreshes() == []
+
+
+def test_a_window_longer_than_sqs_delays_travels_in_hops_of_900_seconds(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
+) -> None:
+    queue = make_queue()
+    due = {
+        "job": "refresh_due",
+        "bucket": unique("bucket"),
+        "window": "w1",
+        "due": time.time() + 2000,
+    }
+    sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(due))
+    worker = start_worker(**refresh_env(queue, refresh_table, gateway))
+    event = worker.wait_for("refresh.redelayed", timeout=30)
+    assert event["delay_s"] == 900
+    worker.wait_for("message.done", outcome="acked", timeout=10)
+    worker.kill()  # it would otherwise stay up for the delayed message
+    attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert gateway.refreshes() == []
+
+
+def test_a_refresh_table_that_does_not_exist_is_a_configuration_error(
+    make_queue: QueueFactory, gateway: StorageGatewayEndpoint, start_worker: StartWorker
+) -> None:
+    worker = start_worker(**refresh_env(make_queue(), "no-such-table", gateway))
+    assert worker.wait() == 2
+    assert "REFRESH_TABLE" in worker.stderr()
