@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,17 +16,57 @@ import boto3
 import pytest
 
 from tests.conftest import TestQueue, unique
-from tests.support.moto_server import MotoServer
+from tests.support.moto_server import MotoServer, free_port
 from tests.support.storage_gateway import Call, StorageGatewayEndpoint
+from tests.support.worker_process import PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def dynamodb_url(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second moto server, whose DynamoDB writes are atomic (tests/refresh/moto_dynamodb.py)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("moto-dynamodb") / "moto.log").open("ab")
+    command = [
+        sys.executable,
+        "-m",
+        "tests.refresh.moto_dynamodb",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+    try:
+        wait_for(lambda: _answers(url), timeout=30, what="moto (DynamoDB) to start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/moto-api/", timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture
-def dynamodb(moto: MotoServer) -> Any:
-    return boto3.client("dynamodb", endpoint_url=moto.url)
+def dynamodb(dynamodb_url: str) -> Any:
+    return boto3.client("dynamodb", endpoint_url=dynamodb_url)
+
+
+@dataclass(frozen=True)
+class RefreshTable:
+    name: str
+    url: str  # the DynamoDB endpoint holding it
 
 
 @pytest.fixture
-def refresh_table(dynamodb: Any) -> Iterator[str]:
+def refresh_table(dynamodb: Any, dynamodb_url: str) -> Iterator[RefreshTable]:
     """A table with the string partition key `target`, as CONTRACT.md asks."""
     name = unique("refresh")
     dynamodb.create_table(
@@ -31,7 +75,7 @@ def refresh_table(dynamodb: Any) -> Iterator[str]:
         AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    yield name
+    yield RefreshTable(name, dynamodb_url)
     dynamodb.delete_table(TableName=name)
 
 
@@ -42,14 +86,15 @@ def gateway() -> Iterator[StorageGatewayEndpoint]:
 
 
 def refresh_env(
-    queue: TestQueue, table: str, gateway: StorageGatewayEndpoint, **extra: Any
+    queue: TestQueue, table: RefreshTable, gateway: StorageGatewayEndpoint, **extra: Any
 ) -> dict[str, Any]:
     """The environment of a worker that aggregates refreshes (short windows for tests)."""
     return {
         "QUEUE_URL": queue.url,
-        "REFRESH_TABLE": table,
+        "REFRESH_TABLE": table.name,
         "REFRESH_WINDOW_SECONDS": "2",
         "AWS_ENDPOINT_URL_STORAGE_GATEWAY": gateway.url,
+        "AWS_ENDPOINT_URL_DYNAMODB": table.url,
         **extra,
     }
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiobotocore.session import get_session
 
-from tests.support.moto_server import MotoServer
+from tests.refresh.conftest import RefreshTable
 from worker.adapters.dynamodb import Table
 from worker.errors import ConfigError
 from worker.handlers.refresh_ledger import Ledger
@@ -16,9 +16,9 @@ from worker.handlers.refresh_plan import Claim
 
 
 @pytest.fixture
-async def table(moto: MotoServer, refresh_table: str) -> AsyncIterator[Table]:
-    async with get_session().create_client("dynamodb", endpoint_url=moto.url) as client:
-        yield Table(client, refresh_table, key="target")
+async def table(refresh_table: RefreshTable) -> AsyncIterator[Table]:
+    async with get_session().create_client("dynamodb", endpoint_url=refresh_table.url) as client:
+        yield Table(client, refresh_table.name, key="target")
 
 
 async def test_the_first_change_opens_a_window_and_later_ones_join_it(table: Table) -> None:
@@ -86,7 +86,7 @@ async def test_an_overdue_window_is_rescued_once_per_period(table: Table) -> Non
     assert await ledger.rescue("b", "t1", now=161.0, rescue_after=60)
 
 
-async def test_a_missing_table_is_a_configuration_error(moto: MotoServer) -> None:
-    async with get_session().create_client("dynamodb", endpoint_url=moto.url) as client:
+async def test_a_missing_table_is_a_configuration_error(dynamodb_url: str) -> None:
+    async with get_session().create_client("dynamodb", endpoint_url=dynamodb_url) as client:
         with pytest.raises(ConfigError, match="REFRESH_TABLE"):
             await Table(client, "no-such-table", key="target").check("REFRESH_TABLE")

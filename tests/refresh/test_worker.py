@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import QueueFactory, unique
-from tests.refresh.conftest import iso_time, refresh_env, s3_event, wait_for
+from tests.refresh.conftest import RefreshTable, iso_time, refresh_env, s3_event, wait_for
 from tests.support.storage_gateway import StorageGatewayEndpoint
 from tests.support.worker_process import WorkerProcess
 
@@ -26,7 +26,7 @@ def done(worker: WorkerProcess, job: str) -> list[dict[str, Any]]:
 def test_a_change_gets_one_refresh_of_its_folders_after_the_window(
     sqs: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -50,7 +50,7 @@ def test_a_change_gets_one_refresh_of_its_folders_after_the_window(
 def test_the_contract_refresh_envelope_is_one_change(
     sqs: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -72,7 +72,7 @@ def test_the_contract_refresh_envelope_is_one_change(
 def test_each_share_covering_the_change_is_refreshed_relative_to_its_location(
     sqs: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -91,7 +91,7 @@ def test_each_share_covering_the_change_is_refreshed_relative_to_its_location(
 def test_a_change_after_a_refresh_fired_gets_its_own_refresh(
     sqs: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -114,7 +114,7 @@ def test_a_change_after_a_refresh_fired_gets_its_own_refresh(
 def test_a_busy_share_is_retried_until_the_refresh_is_accepted(
     sqs: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -140,7 +140,7 @@ def test_a_busy_share_is_retried_until_the_refresh_is_accepted(
 def test_a_bucket_without_a_share_is_logged_once_per_window_and_acknowledged(
     sqs: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -160,7 +160,7 @@ def test_changes_made_by_the_gateway_itself_are_ignored(
     sqs: Any,
     dynamodb: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -173,14 +173,16 @@ def test_changes_made_by_the_gateway_itself_are_ignored(
     worker = start_worker(**env)
     assert worker.wait() == 0
     assert [e["outcome"] for e in done(worker, "refresh")] == ["acked"]
-    assert "Item" not in dynamodb.get_item(TableName=refresh_table, Key={"target": {"S": bucket}})
+    assert "Item" not in dynamodb.get_item(
+        TableName=refresh_table.name, Key={"target": {"S": bucket}}
+    )
     assert gateway.refreshes() == []
 
 
 def test_a_window_longer_than_sqs_delays_travels_in_hops_of_900_seconds(
     sqs: Any,
     make_queue: QueueFactory,
-    refresh_table: str,
+    refresh_table: RefreshTable,
     gateway: StorageGatewayEndpoint,
     start_worker: StartWorker,
 ) -> None:
@@ -203,8 +205,12 @@ def test_a_window_longer_than_sqs_delays_travels_in_hops_of_900_seconds(
 
 
 def test_a_refresh_table_that_does_not_exist_is_a_configuration_error(
-    make_queue: QueueFactory, gateway: StorageGatewayEndpoint, start_worker: StartWorker
+    make_queue: QueueFactory,
+    dynamodb_url: str,
+    gateway: StorageGatewayEndpoint,
+    start_worker: StartWorker,
 ) -> None:
-    worker = start_worker(**refresh_env(make_queue(), "no-such-table", gateway))
+    missing = RefreshTable("no-such-table", dynamodb_url)
+    worker = start_worker(**refresh_env(make_queue(), missing, gateway))
     assert worker.wait() == 2
     assert "REFRESH_TABLE" in worker.stderr()

@@ -109,9 +109,10 @@ class RefreshChange:
             return "ignored: made by the gateway"
         now = self._clock()
         token = uuid.uuid4().hex[:16]
+        folder = folder_of(change.key)
         state = await self._ledger.record(
             change.bucket,
-            folder_of(change.key),
+            folder,
             token=token,
             due=now + self._settings.window_seconds,
             now=now,
@@ -124,6 +125,7 @@ class RefreshChange:
             rescue_after=self._settings.rescue_seconds,
         )
         action = decision.action
+        log.debug("refresh.recorded", bucket=change.bucket, folder=folder, window=decision.token)
         if action == "rescue" and not await self._ledger.rescue(
             change.bucket, decision.token, now=now, rescue_after=self._settings.rescue_seconds
         ):
