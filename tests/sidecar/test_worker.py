@@ -246,7 +246,7 @@ def test_killing_ganesha_during_writes_never_leaves_a_partial_sidecar(
         )
         wait_for_sidecars(root, 3)
         ganesha.kill()
-        time.sleep(1.0)
+        time.sleep(2.5)  # past the NFS timeout: calls in flight fail rather than reconnect
         ganesha.start()
         assert worker.wait(120) == 0
 
