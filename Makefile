@@ -1,5 +1,5 @@
 # The targets a contributor (and CI) runs. `make test` is what .ci/run calls.
-.PHONY: demo test lint typecheck unit bench-drain clean
+.PHONY: demo test lint typecheck unit bench-drain launcher-zip clean
 
 PY := .venv/bin/python
 
@@ -24,6 +24,10 @@ unit:
 
 bench-drain:
 	$(PY) bench/drain.py
+
+# The launcher Lambda's code: launcher/*.py alone (the runtime provides boto3).
+launcher-zip:
+	$(PY) -m scripts.build_launcher_zip --output launcher.zip
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache launcher.zip

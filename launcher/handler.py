@@ -1,0 +1,174 @@
+"""The Lambda entry point: parse the event, enqueue its jobs, size the fleet, log one summary.
+
+`lambda_handler` builds the settings and the boto3 clients once per container (on the first
+invocation, not at import) and hands them to `handle`, which tests call directly.
+
+Failure policy: a malformed event is rejected with InvalidEvent before anything is enqueued.
+When the trigger is SQS, each record stands alone and the records that failed (malformed, or
+not all of their messages enqueued) come back as `batchItemFailures`. Any other trigger has
+no partial response, so any message left unsent raises EnqueueFailed and Lambda retries the
+whole event (the worker's jobs are idempotent, duplicates are harmless, losses are not). In
+every case, when messages had to be enqueued and none could be, the invocation raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from launcher import logs
+from launcher.aws import clients, describe
+from launcher.enqueue import Outgoing, SendResult, read_max_message_size, send_all
+from launcher.errors import EnqueueFailed, InvalidEvent
+from launcher.events import ParsedEvent, parse_event
+from launcher.fleet import Launch, count_running, read_backlog, start_tasks, wanted
+from launcher.settings import Settings
+
+MAX_LOGGED_FAILURES = 20
+
+
+@dataclass
+class Runtime:
+    """What lives as long as the Lambda container: settings, clients, the queue's size limit."""
+
+    settings: Settings
+    sqs: Any
+    ecs: Any
+    sleep: Callable[[float], None] = time.sleep
+    max_message_size: int | None = None
+
+    def message_size_limit(self) -> int:
+        """The queue's MaximumMessageSize, read once per container."""
+        if self.max_message_size is None:
+            self.max_message_size = read_max_message_size(self.sqs, self.settings.queue_url)
+        return self.max_message_size
+
+
+@dataclass
+class Fleet:
+    """The sizing decision and what launching did."""
+
+    backlog: int | None = None
+    running: int | None = None
+    wanted: int = 0
+    launch: Launch = field(default_factory=Launch)
+    failures: list[str] = field(default_factory=list)
+
+
+_runtime: Runtime | None = None
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """AWS Lambda's entry point (`launcher.handler.lambda_handler`)."""
+    global _runtime
+    if _runtime is None:
+        logs.configure()
+        try:
+            settings = Settings.from_env(os.environ)
+        except Exception as exc:
+            logs.log("launcher.config_error", logging.ERROR, error=str(exc))
+            raise
+        sqs, ecs = clients()
+        _runtime = Runtime(settings=settings, sqs=sqs, ecs=ecs)
+    return handle(event, _runtime, request_id=getattr(context, "aws_request_id", None))
+
+
+def handle(event: Any, runtime: Runtime, *, request_id: str | None = None) -> dict[str, Any]:
+    """Enqueue what the event carries, start the workers the backlog needs, return a summary."""
+    settings = runtime.settings
+    try:
+        parsed = parse_event(event, settings.key_filter, request_id)
+    except InvalidEvent as exc:
+        logs.log(
+            "launcher.summary",
+            logging.ERROR,
+            request_id=request_id,
+            outcome="rejected",
+            enqueued=0,
+            skipped=0,
+            running=None,
+            started=0,
+            failures=[str(exc)],
+        )
+        raise
+
+    pairs = [(index, m) for index, unit in enumerate(parsed.units) for m in unit.messages]
+    outgoing = [Outgoing(entry_id=str(n), body=m.body, unit=i) for n, (i, m) in enumerate(pairs)]
+    sent = SendResult()
+    if outgoing:
+        limit = runtime.message_size_limit()
+        sent = send_all(runtime.sqs, settings.queue_url, outgoing, limit, runtime.sleep)
+    unit_failures = _unit_failures(parsed, sent)
+    fleet = size_fleet(runtime, parsed.identity, enqueued=len(sent.sent))
+
+    failures = [*unit_failures.values(), *fleet.failures, *fleet.launch.failures]
+    summary: dict[str, Any] = {
+        "trigger": parsed.trigger,
+        "enqueued": len(sent.sent),
+        "skipped": sum(unit.skipped for unit in parsed.units),
+        "rejected": sum(1 for unit in parsed.units if unit.error),
+        "not_enqueued": len(sent.failed),
+        "send_calls": sent.calls,
+        "backlog": fleet.backlog,
+        "running": fleet.running,
+        "wanted": fleet.wanted,
+        "started": fleet.launch.total,
+        "started_on": fleet.launch.started,
+        "run_task_calls": fleet.launch.calls,
+        "fallbacks": fleet.launch.fallbacks[:MAX_LOGGED_FAILURES],
+        "failures": failures[:MAX_LOGGED_FAILURES],
+    }
+    nothing_enqueued = bool(outgoing) and not sent.sent
+    unreported = bool(sent.failed) and not parsed.partial_batch
+    outcome = "failed" if nothing_enqueued or unreported else ("partial" if failures else "ok")
+    logs.log(
+        "launcher.summary",
+        logging.ERROR if outcome == "failed" else logging.WARNING if failures else logging.INFO,
+        request_id=request_id,
+        outcome=outcome,
+        **summary,
+    )
+    if nothing_enqueued or unreported:
+        raise EnqueueFailed(
+            f"{len(sent.failed)} of {len(outgoing)} message(s) not enqueued: "
+            + "; ".join(reason for _, reason in sent.failed[:3])
+        )
+    if parsed.partial_batch:
+        summary["batchItemFailures"] = [
+            {"itemIdentifier": parsed.units[index].item_id} for index in sorted(unit_failures)
+        ]
+    return summary
+
+
+def _unit_failures(parsed: ParsedEvent, sent: SendResult) -> dict[int, str]:
+    """Which units failed (malformed, or a message of theirs not enqueued), and why."""
+    failures = {index: unit.error for index, unit in enumerate(parsed.units) if unit.error}
+    for message, reason in sent.failed:
+        failures.setdefault(message.unit, f"message not enqueued: {reason}")
+    return failures
+
+
+def size_fleet(runtime: Runtime, seed: str, *, enqueued: int) -> Fleet:
+    """Read the backlog and the running workers, then start what is missing.
+
+    The backlog is at least what this invocation just enqueued: SQS's approximate counts may
+    not show those messages yet, and they must not be left without a worker.
+    """
+    settings = runtime.settings
+    fleet = Fleet()
+    try:
+        fleet.backlog = max(read_backlog(runtime.sqs, settings.queue_url), enqueued)
+        fleet.running = count_running(runtime.ecs, settings)
+    except (ClientError, BotoCoreError) as exc:
+        fleet.failures.append(f"sizing the fleet: {describe(exc)}")
+        return fleet
+    fleet.wanted = wanted(fleet.backlog, fleet.running, settings)
+    if fleet.wanted:
+        fleet.launch = start_tasks(runtime.ecs, settings, fleet.wanted, seed, runtime.sleep)
+    return fleet
