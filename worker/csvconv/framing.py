@@ -1,0 +1,212 @@
+"""Bytes in, frames out: decoding, BOM, delimiter sniffing, the header, record-aligned cuts.
+
+Every frame starts and ends on a record boundary, so frames convert independently (and in
+parallel). Cuts come from the quotes: a line break is a record boundary when the quoting
+before it is well formed and closed; when it is not, the csv module finds the boundary.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from worker.csvconv import exact, fastpath
+from worker.csvconv.blocks import Frame
+from worker.csvconv.exact import MAX_RECORD_BYTES, BadCsv
+from worker.csvconv.options import CsvOptions, Layout, header_keys, sniff_delimiter
+
+BLOCK_BYTES = 2 * 1024 * 1024
+SNIFF_BYTES = 64 * 1024
+_BOM = codecs.BOM_UTF8
+
+
+class Framer:
+    """Accumulates input and hands out frames; `layout` is known once the header was read."""
+
+    def __init__(self, options: CsvOptions, *, block_bytes: int = BLOCK_BYTES) -> None:
+        self._options = options
+        self._block = block_bytes
+        self._decoder = None if options.utf8 else codecs.getincrementaldecoder(options.encoding)()
+        self._decoded_lines = 0
+        self._buf = bytearray()
+        self._line = 1  # the physical line where the buffer starts
+        self._started = False
+        self._ended = False
+        self.layout: Layout | None = None
+        self.empty = False  # the input held no header at all
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self._append(data, final=False)
+        return self._frames(final=False)
+
+    def finish(self) -> list[Frame]:
+        self._append(b"", final=True)
+        return self._frames(final=True)
+
+    # -- input -----------------------------------------------------------------------------
+
+    def _append(self, data: bytes, *, final: bool) -> None:
+        if self._decoder is None:
+            self._buf += data
+            if not self._started and (len(self._buf) >= len(_BOM) or final):
+                if self._buf.startswith(_BOM):
+                    del self._buf[: len(_BOM)]
+                self._started = True
+            return
+        pending = self._decoder.getstate()[0]
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            seen = (pending + data)[: exc.start].decode(self._options.encoding, "replace")
+            line = 1 + self._decoded_lines + exact.count_lines(seen)
+            raise BadCsv(
+                f"line {line}: bytes {exc.object[exc.start : exc.end]!r} are not valid "
+                f"{self._options.encoding}"
+            ) from None
+        if not self._started and text:
+            text = text.removeprefix("\ufeff")
+            self._started = True
+        self._decoded_lines += exact.count_lines(text)
+        self._buf += text.encode("utf-8")
+
+    # -- header ----------------------------------------------------------------------------
+
+    def _frames(self, *, final: bool) -> list[Frame]:
+        frames: list[Frame] = []
+        if self.layout is None and not self.empty and not self._read_header(final=final):
+            return frames
+        if self.empty:
+            self._buf.clear()
+            return frames
+        while (frame := self._next_frame(final=final)) is not None:
+            frames.append(frame)
+        return frames
+
+    def _read_header(self, *, final: bool) -> bool:
+        """Sniff and read the header once enough input is there; False while it is not."""
+        window = SNIFF_BYTES
+        while True:
+            if len(self._buf) < window and not final:
+                return False
+            whole = len(self._buf) <= window
+            text = self._text(bytes(self._buf[:window]), final=final and whole)
+            exact.check_text(text, self._line)
+            delimiter = self._options.delimiter
+            if delimiter == "auto":
+                delimiter = sniff_delimiter(text[:SNIFF_BYTES])
+            records = exact.read_records(
+                text, delimiter, first_line=self._line, final=final and whole, limit=1
+            )
+            if records.rows:
+                break
+            if whole and final:
+                self.empty = True
+                return True
+            if window > MAX_RECORD_BYTES:
+                raise BadCsv(f"line {self._line}: the header is longer than {MAX_RECORD_BYTES} bytes")
+            window *= 2
+        del self._buf[: len(text[: records.chars].encode("utf-8"))]
+        self._line += records.lines
+        self.layout = Layout(
+            keys=header_keys(records.rows[0][1]),
+            delimiter=delimiter,
+            typed=self._options.infer_types,
+            ragged=self._options.ragged,
+            row_separator=b"\n" if self._options.output_format == "ndjson" else b",\n",
+        )
+        return True
+
+    def _text(self, data: bytes, *, final: bool) -> str:
+        """Decode a window of the buffer; a character cut at its end waits for the next one."""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if not final and exc.reason == "unexpected end of data":
+                return data[: exc.start].decode("utf-8")
+            line = self._line + exact.count_lines(data[: exc.start].decode("utf-8", "replace"))
+            raise BadCsv(
+                f"line {line}: bytes {data[exc.start : exc.end]!r} are not valid "
+                f"{self._options.encoding} (set CSV_ENCODING for other encodings)"
+            ) from None
+
+    # -- body ------------------------------------------------------------------------------
+
+    def _next_frame(self, *, final: bool) -> Frame | None:
+        assert self.layout is not None
+        size = len(self._buf)
+        if size == 0 or (size < self._block and not final):
+            return None
+        window = min(size, self._block)
+        while True:
+            cut, is_exact = self._cut(window, final=final)
+            if cut > 0:
+                break
+            if window < size:
+                window = min(size, window * 2)
+                continue
+            if size > MAX_RECORD_BYTES:
+                raise BadCsv(
+                    f"line {self._line}: a record longer than {MAX_RECORD_BYTES} bytes "
+                    "(an unbalanced quote?)"
+                )
+            return None
+        data = bytes(self._buf[:cut])
+        del self._buf[:cut]
+        frame = Frame(data, self._line, is_exact, self._options.encoding)
+        self._line += _count_lines(data)
+        if not is_exact and not data.endswith((b"\n", b"\r")):
+            frame = Frame(data + b"\n", frame.first_line, False, frame.encoding)
+        return frame
+
+    def _cut(self, window: int, *, final: bool) -> tuple[int, bool]:
+        """Where a frame within the first `window` bytes can end (0: nowhere yet), and whether
+        it needs the exact path."""
+        assert self.layout is not None
+        at_end = final and window == len(self._buf)
+        cut = window if at_end else _last_line_end(self._buf, window)
+        if cut == 0:
+            return 0, False
+        data = bytes(self._buf[:cut])
+        verdict = fastpath.quote_check(data, self.layout.delimiter)
+        if verdict == fastpath.OK:
+            return cut, False
+        if verdict >= 0:
+            earlier = _boundary_before(self._buf, verdict)
+            if earlier > 0:
+                return earlier, False
+            if not at_end:
+                return 0, False
+        # Malformed quoting, or a quote left open at the end: let the csv module decide.
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return cut, True  # the conversion reports the bad bytes and their line
+        records = exact.read_records(
+            text, self.layout.delimiter, first_line=self._line, final=at_end
+        )
+        return len(text[: records.chars].encode("utf-8")), True
+
+
+def _last_line_end(buf: bytearray, limit: int) -> int:
+    """Just after the last line break before `limit` (0 if none); a CR that may be the first
+    half of a CRLF split by the limit does not count."""
+    if limit <= 0:
+        return 0
+    lf = buf.rfind(b"\n", 0, limit)
+    cr = buf.rfind(b"\r", 0, limit - 1)
+    return max(lf, cr) + 1
+
+
+def _boundary_before(buf: bytearray, limit: int) -> int:
+    """The last line end before `limit` that lies outside quotes (all closed before it)."""
+    while (end := _last_line_end(buf, limit)) > 0:
+        if buf.count(b'"', 0, end) % 2 == 0:
+            return end
+        limit = end - 1
+    return 0
+
+
+def _count_lines(data: bytes) -> int:
+    lines = data.count(b"\n")
+    if b"\r" in data:
+        lines += data.count(b"\r") - data.count(b"\r\n")
+    return lines
