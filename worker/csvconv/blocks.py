@@ -17,6 +17,12 @@ class Frame:
     first_line: int  # physical line (1-based) where the frame starts
     exact: bool = False  # quoting the fast path cannot take: go straight to the csv module
     encoding: str = "utf-8"  # the input's encoding, for error messages
+    final: bool = False  # the input ends with this frame
+    padded: bool = False  # the framer added the line break that ends it
+
+
+class Reframe(Exception):  # noqa: N818 (a signal, not an error)
+    """The frame's quoting is malformed and its last record runs past its end: frame again."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,8 @@ class Converted:
 
 
 def convert_frame(layout: Layout, frame: Frame) -> Converted:
-    """The JSON rows of one frame; BadCsv (naming the line) when it cannot be converted."""
+    """The JSON rows of one frame; BadCsv (naming the line) when it cannot be converted, or
+    Reframe when the framer's cheap cut turned out to split a record."""
     try:
         text = frame.data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -43,6 +50,9 @@ def convert_frame(layout: Layout, frame: Frame) -> Converted:
         if fast is not None:
             return Converted(fast[0], fast[1])
     exact.check_text(text, frame.first_line)
-    records = exact.read_records(text, layout.delimiter, first_line=frame.first_line, final=True)
+    final = frame.final or frame.exact
+    records = exact.read_records(text, layout.delimiter, first_line=frame.first_line, final=final)
+    if records.chars < len(text):
+        raise Reframe()
     output, rows = exact.render_rows(layout, records.rows)
     return Converted(output, rows)

@@ -33,6 +33,9 @@ class Framer:
         self._ended = False
         self.layout: Layout | None = None
         self.empty = False  # the input held no header at all
+        # Cheap cuts (a quote count) until a frame proves its quoting malformed; then every
+        # cut checks the quoting first.
+        self.careful = False
 
     def feed(self, data: bytes) -> list[Frame]:
         self._append(data, final=False)
@@ -40,7 +43,17 @@ class Framer:
 
     def finish(self) -> list[Frame]:
         self._append(b"", final=True)
+        self._ended = True
         return self._frames(final=True)
+
+    def rewind(self, frames: list[Frame]) -> list[Frame]:
+        """Take back frames handed out (in order, from the one that asked to be reframed) and
+        cut again, carefully from now on."""
+        self.careful = True
+        data = b"".join(f.data[:-1] if f.padded else f.data for f in frames)
+        self._buf[0:0] = data
+        self._line = frames[0].first_line
+        return self._frames(final=self._ended)
 
     # -- input -----------------------------------------------------------------------------
 
@@ -151,11 +164,13 @@ class Framer:
             return None
         data = bytes(self._buf[:cut])
         del self._buf[:cut]
-        frame = Frame(data, self._line, is_exact, self._options.encoding)
+        first_line = self._line
         self._line += _count_lines(data)
-        if not is_exact and not data.endswith((b"\n", b"\r")):
-            frame = Frame(data + b"\n", frame.first_line, False, frame.encoding)
-        return frame
+        final = final and not self._buf
+        padded = not is_exact and not data.endswith((b"\n", b"\r"))
+        if padded:
+            data += b"\n"
+        return Frame(data, first_line, is_exact, self._options.encoding, final, padded)
 
     def _cut(self, window: int, *, final: bool) -> tuple[int, bool]:
         """Where a frame within the first `window` bytes can end (0: nowhere yet), and whether
@@ -165,6 +180,8 @@ class Framer:
         cut = window if at_end else _last_line_end(self._buf, window)
         if cut == 0:
             return 0, False
+        if not (self.careful or at_end) and self._buf.count(b'"', 0, cut) % 2 == 0:
+            return cut, False  # converting the frame checks its quoting; see Reframe
         data = bytes(self._buf[:cut])
         verdict = fastpath.quote_check(data, self.layout.delimiter)
         if verdict == fastpath.OK:
