@@ -43,6 +43,7 @@ OPTIONS: dict[str, str] = {
     "CSV_ENCODING": "text encoding of the CSV files (default utf-8, BOM tolerated)",
     "CSV_RAGGED": "rows with the wrong field count: error, pad or truncate (default error)",
     "CSV_PART_SIZE_MB": "multipart upload part size in MiB, 5 to 512 (default 8)",
+    "CSV_PROCESSES": "processes converting CSV frames; 0 = one per CPU (default 0)",
     "SIDECAR_NFS_URL": "nfs://HOST/EXPORT[?options]: write sidecars through libnfs",
     "SIDECAR_ROOT": "a mounted directory to write sidecars in instead",
     "SIDECAR_NFS_TIMEOUT_MS": "timeout of every NFS call in ms, rounded up to whole seconds (default 5000)",

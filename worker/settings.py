@@ -28,6 +28,7 @@ class CsvSettings:
     encoding: str = "utf-8"
     ragged: Literal["error", "pad", "truncate"] = "error"
     part_size: int = 8 * 1024 * 1024
+    processes: int = 0  # conversion processes; 0 = one per CPU
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +136,7 @@ def _csv_settings(env: _Env) -> CsvSettings:
         encoding=encoding,
         ragged=env.choice("CSV_RAGGED", "error", ("error", "pad", "truncate")),  # type: ignore[arg-type]
         part_size=env.integer("CSV_PART_SIZE_MB", 8, low=5, high=512) * 1024 * 1024,
+        processes=env.integer("CSV_PROCESSES", 0, low=0, high=64),
     )
 
 
