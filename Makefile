@@ -1,5 +1,5 @@
 # The targets a contributor (and CI) runs. `make test` is what .ci/run calls.
-.PHONY: demo test lint typecheck unit bench-drain launcher-zip clean
+.PHONY: demo test lint typecheck unit bench-drain bench-refresh launcher-zip clean
 
 PY := .venv/bin/python
 
@@ -24,6 +24,9 @@ unit:
 
 bench-drain:
 	$(PY) bench/drain.py
+
+bench-refresh:
+	$(PY) bench/refresh.py
 
 # The launcher Lambda's code: launcher/*.py alone (the runtime provides boto3).
 launcher-zip:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 # (X-Amz-Target, body) -> hold this request?
 HoldRule = Callable[[str, bytes], bool]
+UPSTREAM_FAILED = "!upstream-failed"  # counted when moto dropped a request (answered 502)
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection"}
 
 
@@ -78,6 +79,10 @@ class AwsProxy:
             connection.endheaders(body)
             response = connection.getresponse()
             return response.status, response.getheaders(), response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            with self._lock:
+                self.counts[UPSTREAM_FAILED] += 1
+            return 502, [("Content-Type", "text/plain")], f"proxy: upstream failed: {exc}".encode()
         finally:
             connection.close()
 
@@ -93,13 +98,16 @@ def _handler_for(proxy: AwsProxy) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             status, headers, payload = answer
-            self.send_response(status)
-            for name, value in headers:
-                if name.lower() not in _HOP_BY_HOP | {"content-length", "date", "server"}:
-                    self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in _HOP_BY_HOP | {"content-length", "date", "server"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:  # the client went away (a worker exited or was killed)
+                self.close_connection = True
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _relay
 

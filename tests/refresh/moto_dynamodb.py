@@ -4,8 +4,8 @@ moto's threaded server runs concurrent UpdateItem calls without a lock: two firs
 the same new item both create it and one of them is lost, and a conditional write can act on
 a state another thread is changing. Real DynamoDB applies each write to an item atomically,
 which is what the refresh table's conditional writes rely on. (The lock could join the SQS
-receive lock of tests/support/moto_main.py; until then the refresh tests run their own
-DynamoDB on this server, through AWS_ENDPOINT_URL_DYNAMODB.)
+receive lock of tests/support/moto_main.py, which this server also applies; until then the
+refresh tests run their own DynamoDB on this server, through AWS_ENDPOINT_URL_DYNAMODB.)
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.server import main
+
+import tests.support.moto_main  # noqa: F401  (its atomic SQS receive, for the bench's queues)
 
 _lock = threading.RLock()
 

@@ -23,7 +23,7 @@ from worker.adapters.aws import AwsClients
 from worker.adapters.dynamodb import Table
 from worker.adapters.sqs import Queue
 from worker.adapters.storage_gateway import Gateway
-from worker.errors import PermanentError
+from worker.errors import PermanentError, RetryableError
 from worker.handlers.refresh_ledger import Ledger
 from worker.handlers.refresh_plan import (
     Claim,
@@ -177,7 +177,11 @@ class RefreshDue:
             if found is None:
                 return "window already refreshed"
             if not finish_claim(found, facts.message_id, now):
-                return "window being refreshed by another message"
+                # Usually done within moments; if its message was dead-lettered instead, this
+                # copy takes over once the claim is stale. Acknowledging could lose it.
+                raise RetryableError(
+                    f"window {due.window} is being refreshed by message {found.by}"
+                )
             own = found
         claims = [own, *claims_to_merge(state, due.window, now)]
         return await self._refresh(due, claims)
