@@ -1,19 +1,251 @@
-"""The csv job (not built yet: every csv job fails permanently with that reason)."""
+"""The csv job: convert one CSV object in S3 to JSON beside it (CONTRACT.md, "CSV to JSON").
+
+Idempotent: the output carries the source's ETag and the conversion options in its
+metadata and its row count in its tags; a redelivered job whose output already matches is
+acknowledged without converting again. A failed or cancelled conversion aborts its
+multipart upload, and a retry first removes uploads an earlier attempt left behind.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
 
 from worker.adapters.aws import AwsClients
+from worker.adapters.s3 import S3, ObjectInfo, OutputWriter
+from worker.adapters.sqs import Queue
+from worker.csvconv.options import CsvOptions
+from worker.csvconv.pool import FramePool, default_processes
+from worker.csvconv.stream import Conversion, run_here
 from worker.errors import PermanentError
 from worker.jobs import Job, MessageFacts
-from worker.settings import Settings
+from worker.settings import CsvSettings, Settings
+
+log = structlog.get_logger("worker.csv")
+
+MESSAGE_LIMIT = 256 * 1024  # SQS's largest message body
+SMALL_OBJECT = 256 * 1024  # converted in this process: cheaper than a trip to the pool
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "json": "application/json"}
 
 
-class NotBuilt:
+@dataclass(frozen=True)
+class CsvRequest:
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> CsvRequest:
+        bucket, key = payload.get("bucket"), payload.get("key")
+        if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+            raise PermanentError("a csv job needs string 'bucket' and 'key' fields")
+        return cls(bucket, key)
+
+
+def output_key(key: str, csv: CsvSettings) -> str:
+    """The output prefix + the key with its CSV suffix replaced by .json (appended if none)."""
+    lowered = key.lower()
+    for suffix in sorted(csv.suffixes, key=len, reverse=True):
+        if lowered.endswith(suffix):
+            return csv.output_prefix + key[: len(key) - len(suffix)] + ".json"
+    return csv.output_prefix + key + ".json"
+
+
+def options_of(csv: CsvSettings) -> CsvOptions:
+    return CsvOptions(
+        delimiter=csv.delimiter,
+        encoding=csv.encoding,
+        infer_types=csv.infer_types,
+        ragged=csv.ragged,
+        output_format=csv.output_format,
+    )
+
+
+def fingerprint(csv: CsvSettings) -> str:
+    """The options that shape an output, as stored in its metadata (ASCII only)."""
+    return (
+        f"{csv.output_format};types={str(csv.infer_types).lower()};ragged={csv.ragged};"
+        f"delimiter={csv.delimiter.encode().hex()};encoding={csv.encoding.lower()}"
+    )
+
+
+def result_message(
+    *,
+    source: ObjectInfo,
+    bucket: str,
+    key: str,
+    rows: int,
+    columns: int,
+    size: int,
+    output_format: str,
+    output: bytes | None,
+) -> str:
+    """The result notification; it holds the records too when the whole fits in one message."""
+    fields: dict[str, Any] = {
+        "bucket": bucket,
+        "key": key,
+        "format": output_format,
+        "rows": rows,
+        "columns": columns,
+        "bytes": size,
+        "source_bucket": source.bucket,
+        "source_key": source.key,
+        "source_etag": source.etag,
+    }
+    if source.version_id:
+        fields["source_version_id"] = source.version_id
+    body = json.dumps(fields, ensure_ascii=False)
+    if output is None or len(output) + len(body.encode()) + 16 > MESSAGE_LIMIT:
+        return body
+    if output_format == "ndjson":
+        records = b"[" + output.rstrip(b"\n").replace(b"\n", b",") + b"]"
+    else:
+        records = output.rstrip(b"\n")
+    return body[:-1] + ', "records": ' + records.decode("utf-8") + "}"
+
+
+class CsvJob:
+    def __init__(self, csv: CsvSettings, s3: S3, results: Queue | None, pool: FramePool) -> None:
+        self._csv = csv
+        self._s3 = s3
+        self._results = results
+        self._pool = pool
+        self._options = options_of(csv)
+        self._fingerprint = fingerprint(csv)
+
     async def __call__(self, job: Job, facts: MessageFacts) -> str | None:
-        raise PermanentError("the csv job is not built yet")
+        request = CsvRequest.parse(job.payload)
+        csv = self._csv
+        bucket = csv.output_bucket or request.bucket
+        if bucket == request.bucket and request.key.startswith(csv.output_prefix):
+            raise PermanentError(
+                f"refusing to convert our own output (under {csv.output_prefix!r})"
+            )
+        key = output_key(request.key, csv)
+        source = await self._s3.head(request.bucket, request.key)
+        if source is None:
+            raise PermanentError(f"s3://{request.bucket}/{request.key} does not exist")
+        done = await self._existing(source, bucket, key)
+        if done is not None:
+            rows, columns, size = done
+            log.info("csv.unchanged", source=f"s3://{source.bucket}/{source.key}", rows=rows)
+            await self._notify(source, bucket, key, rows, columns, size, None)
+            return "unchanged"
+        if facts.receive_count > 1:
+            aborted = await self._s3.abort_uploads(bucket, key)
+            if aborted:
+                log.info("csv.stale_uploads_aborted", bucket=bucket, key=key, count=aborted)
+        metadata = {"source-etag": source.etag, "options": self._fingerprint}
+        if source.version_id:
+            metadata["source-version-id"] = source.version_id
+        writer = self._s3.writer(
+            bucket,
+            key,
+            part_bytes=csv.part_size,
+            metadata=metadata,
+            content_type=CONTENT_TYPES[csv.output_format],
+        )
+        started = time.monotonic()
+        try:
+            conversion = await self._convert(source, writer)
+            tags = {"rows": str(conversion.rows), "columns": str(conversion.columns)}
+            await writer.close(tags)
+        except BaseException:
+            await asyncio.shield(writer.abort())
+            raise
+        seconds = max(time.monotonic() - started, 1e-6)
+        log.info(
+            "csv.converted",
+            output=writer.where,
+            rows=conversion.rows,
+            columns=conversion.columns,
+            source_bytes=source.size,
+            output_bytes=writer.size,
+            multipart=writer.parts > 0,
+            seconds=round(seconds, 3),
+            mb_per_s=round(source.size / seconds / 1e6, 1),
+        )
+        await self._notify(
+            source, bucket, key, conversion.rows, conversion.columns, writer.size, writer.whole
+        )
+        return f"{conversion.rows} rows to {writer.where}"
+
+    async def _existing(
+        self, source: ObjectInfo, bucket: str, key: str
+    ) -> tuple[int, int, int] | None:
+        """(rows, columns, size) of an output already made from this very source, else None."""
+        output = await self._s3.head(bucket, key)
+        if output is None or output.metadata.get("source-etag") != source.etag:
+            return None
+        if output.metadata.get("options") != self._fingerprint:
+            return None
+        tags = await self._s3.tags(bucket, key)
+        if "rows" not in tags:
+            return None  # the upload completed but its tagging did not: convert again
+        return int(tags["rows"]), int(tags.get("columns", 0)), output.size
+
+    async def _convert(self, source: ObjectInfo, writer: OutputWriter) -> Conversion:
+        small = source.size <= SMALL_OBJECT
+        conversion = Conversion(
+            self._options,
+            submit=run_here if small else self._pool.submit,
+            window=2 * self._pool.processes,
+        )
+        async for chunk in self._s3.stream(source):
+            conversion.feed(chunk)
+            while conversion.full:
+                await writer.write(await _settled(conversion))
+        conversion.finish()
+        while conversion.oldest is not None:
+            await writer.write(await _settled(conversion))
+        await writer.write([conversion.closing()])
+        return conversion
+
+    async def _notify(
+        self,
+        source: ObjectInfo,
+        bucket: str,
+        key: str,
+        rows: int,
+        columns: int,
+        size: int,
+        output: bytes | None,
+    ) -> None:
+        if self._results is None:
+            return
+        await self._results.send(
+            result_message(
+                source=source,
+                bucket=bucket,
+                key=key,
+                rows=rows,
+                columns=columns,
+                size=size,
+                output_format=self._csv.output_format,
+                output=output,
+            )
+        )
 
 
-async def create(settings: Settings, clients: AwsClients, stack: AsyncExitStack) -> NotBuilt:
-    return NotBuilt()
+async def _settled(conversion: Conversion) -> list[bytes]:
+    """Wait for the oldest frame without raising, then take its output (or its error)."""
+    oldest = conversion.oldest
+    assert oldest is not None
+    await asyncio.wait([asyncio.wrap_future(oldest)])
+    return conversion.settle()
+
+
+async def create(settings: Settings, clients: AwsClients, stack: AsyncExitStack) -> CsvJob:
+    csv = settings.csv
+    results: Queue | None = None
+    if csv.result_queue_url:
+        results = Queue(await clients.get("sqs"), csv.result_queue_url)
+        await results.check("CSV_RESULT_QUEUE_URL")
+    pool = FramePool(csv.processes or default_processes())
+    stack.push_async_callback(asyncio.to_thread, pool.close)
+    return CsvJob(csv, S3(await clients.get("s3")), results, pool)
