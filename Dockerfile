@@ -16,13 +16,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/spotdrain
 WORKDIR /src
-# Dependencies get their own layer (an empty package stands in for the code), so a code
-# change rebuilds only the last layer. Their versions are bounded in pyproject.toml.
 COPY pyproject.toml README.md ./
+# Dependencies get their own layer (an empty package stands in for the code), so a code
+# change rebuilds only the last layer. Not pinned here: pyproject.toml bounds them.
 # hadolint ignore=DL3013
 RUN mkdir worker && touch worker/__init__.py \
  && /opt/spotdrain/bin/pip install ".[nfs]"
 COPY worker ./worker
+# The project itself (its dependencies are in place), then pip and setuptools go: the
+# runtime needs neither. The import proves the virtualenv complete.
 # hadolint ignore=DL3013
 RUN /opt/spotdrain/bin/pip install --no-deps --force-reinstall . \
  && /opt/spotdrain/bin/python -c "import worker.__main__, libnfs" \
@@ -34,6 +36,8 @@ LABEL org.opencontainers.image.title="spotdrain" \
       org.opencontainers.image.description="Event-driven batch worker for AWS ECS: drains an SQS queue, survives Spot, loses nothing." \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
+# The runtime: Python, the libnfs library (sidecars over NFS, through ctypes) and CA
+# certificates; versions unpinned as above.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libnfs13 python3 \

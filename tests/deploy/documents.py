@@ -1,0 +1,102 @@
+"""Read the deployment documents (taskdef.json, deploy/stack.yaml, Dockerfile) for the tests."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKDEF = ROOT / "taskdef.json"
+STACK = ROOT / "deploy" / "stack.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+
+# Placeholders a user fills in from their own account rather than from the stack's outputs.
+USER_PLACEHOLDERS = {"IMAGE", "AWS_REGION"}
+
+# What a deployment fills in, shaped as AWS would print it (docs/deploy.md uses envsubst).
+SAMPLE_VALUES = {
+    "IMAGE": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/spotdrain-worker:0.1.0",
+    "AWS_REGION": "eu-west-1",
+    "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/spotdrain-jobs",
+    "DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/spotdrain-dlq",
+    "REFRESH_TABLE": "spotdrain-refresh",
+    "LOG_GROUP": "/ecs/spotdrain/worker",
+    "EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/spotdrain-ExecutionRole-AbC123",
+    "TASK_ROLE_ARN": "arn:aws:iam::123456789012:role/spotdrain-TaskRole-DeF456",
+}
+
+
+@cache
+def taskdef_text() -> str:
+    return TASKDEF.read_text()
+
+
+def taskdef() -> dict[str, Any]:
+    """taskdef.json as written, placeholders included."""
+    document: dict[str, Any] = json.loads(taskdef_text())
+    return document
+
+
+def filled_taskdef(values: dict[str, str] = SAMPLE_VALUES) -> dict[str, Any]:
+    """taskdef.json with every placeholder replaced, as `envsubst` does it."""
+    text = PLACEHOLDER.sub(lambda m: values[m.group(1)], taskdef_text())
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def placeholders() -> set[str]:
+    return set(PLACEHOLDER.findall(taskdef_text()))
+
+
+def container(document: dict[str, Any]) -> dict[str, Any]:
+    (worker,) = [c for c in document["containerDefinitions"] if c["name"] == "worker"]
+    return worker
+
+
+def environment(document: dict[str, Any]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in container(document)["environment"]}
+
+
+@cache
+def _stack() -> Any:
+    template, problems = decode_str(STACK.read_text())
+    assert not problems, problems
+    return template
+
+
+def stack() -> dict[str, Any]:
+    """The CloudFormation template, intrinsic functions in their long form (`Fn::Sub`)."""
+    template: dict[str, Any] = _stack()
+    return template
+
+
+def resource(name: str) -> dict[str, Any]:
+    properties: dict[str, Any] = stack()["Resources"][name]["Properties"]
+    return properties
+
+
+def statements(role: str) -> Iterator[dict[str, Any]]:
+    """Every statement of a role's inline policies; both branches of an `Fn::If`."""
+    for policy in resource(role)["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if isinstance(statement, dict) and "Fn::If" in statement:
+                _, *branches = statement["Fn::If"]
+                yield from (b for b in branches if isinstance(b, dict) and "Effect" in b)
+            else:
+                yield statement
+
+
+def actions(role: str) -> set[str]:
+    found: set[str] = set()
+    for statement in statements(role):
+        assert statement["Effect"] == "Allow"
+        action = statement["Action"]
+        found.update([action] if isinstance(action, str) else action)
+    return found

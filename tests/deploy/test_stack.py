@@ -1,0 +1,176 @@
+"""deploy/stack.yaml lints clean, agrees with taskdef.json, and grants what the code calls, no more.
+
+The permissions are checked against the code itself: every AWS operation the worker (or the
+launcher) calls, found in its source and named by botocore's service models, must be allowed
+to its role, and every allowed action must be one the code needs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import botocore.session
+from botocore import xform_name
+from cfnlint.api import lint_file
+
+from tests.deploy.documents import (
+    ROOT,
+    STACK,
+    actions,
+    environment,
+    resource,
+    stack,
+    statements,
+    taskdef,
+)
+
+# IAM actions whose names differ from the API operation they authorise.
+IAM_ACTION = {
+    "s3:HeadObject": "s3:GetObject",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "s3:ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "s3:ListParts": "s3:ListMultipartUploadParts",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+}
+
+# Granted beyond the operations called, each for a stated reason.
+TASK_EXTRAS = {
+    "s3:GetObjectVersion",  # GetObject with the VersionId of a versioned bucket's event
+    "s3:ListBucket",  # a missing source object answers 404, not 403
+    "s3:ListMultipartUploadParts",  # with AbortMultipartUpload, cleaning an interrupted upload
+}
+LAUNCHER_EXTRAS = {
+    "ecs:TagResource",  # RunTask tags the tasks it starts
+    "iam:PassRole",  # RunTask hands the task and execution roles to ECS
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+}
+
+
+def called_actions(package: str, services: tuple[str, ...]) -> set[str]:
+    """The IAM actions of every AWS operation called in a package's source."""
+    text = "\n".join(path.read_text() for path in sorted((ROOT / package).rglob("*.py")))
+    names = set(re.findall(r"\.([a-z][a-z0-9_]+)\s*[(,]", text))
+    names |= set(re.findall(r"get_paginator\(\"([a-z0-9_]+)\"\)", text))
+    session = botocore.session.get_session()
+    found = set()
+    for service in services:
+        prefix = session.get_service_model(service).signing_name
+        for operation in session.get_service_model(service).operation_names:
+            if xform_name(operation) in names:
+                action = f"{prefix}:{operation}"
+                found.add(IAM_ACTION.get(action, action))
+    return found
+
+
+def test_stack_passes_cfn_lint() -> None:
+    problems = lint_file(Path(STACK))
+    assert not problems, "\n".join(str(p) for p in problems)
+
+
+def test_task_role_allows_every_aws_call_of_the_worker() -> None:
+    needed = called_actions("worker", ("s3", "sqs", "dynamodb", "storagegateway"))
+    assert needed, "no AWS call found in the worker: the source scan is broken"
+    assert needed <= actions("TaskRole"), needed - actions("TaskRole")
+
+
+def test_task_role_allows_nothing_the_worker_does_not_call() -> None:
+    needed = called_actions("worker", ("s3", "sqs", "dynamodb", "storagegateway"))
+    assert actions("TaskRole") - needed - TASK_EXTRAS == set()
+
+
+def test_launcher_role_allows_every_aws_call_of_the_launcher() -> None:
+    needed = called_actions("launcher", ("sqs", "ecs"))
+    assert {"sqs:SendMessage", "ecs:RunTask", "ecs:ListTasks"} <= needed
+    assert needed <= actions("LauncherRole"), needed - actions("LauncherRole")
+
+
+def test_launcher_role_allows_nothing_the_launcher_does_not_call() -> None:
+    needed = called_actions("launcher", ("sqs", "ecs"))
+    assert actions("LauncherRole") - needed - LAUNCHER_EXTRAS == set()
+
+
+def test_no_role_has_a_wildcard_action() -> None:
+    for role in ("ExecutionRole", "TaskRole", "LauncherRole"):
+        assert not [a for a in actions(role) if "*" in a], role
+
+
+def test_launcher_passes_only_the_two_task_roles_and_only_to_ecs_tasks() -> None:
+    (passing,) = [s for s in statements("LauncherRole") if s["Action"] == "iam:PassRole"]
+    assert passing["Resource"] == [
+        {"Fn::GetAtt": ["ExecutionRole", "Arn"]},
+        {"Fn::GetAtt": ["TaskRole", "Arn"]},
+    ]
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+
+
+def test_launcher_runs_only_the_worker_family_in_its_own_cluster() -> None:
+    (running,) = [s for s in statements("LauncherRole") if s["Action"] == "ecs:RunTask"]
+    assert running["Resource"]["Fn::Sub"].endswith(":task-definition/${TaskDefinitionFamily}:*")
+    assert running["Condition"] == {
+        "ArnEquals": {"ecs:cluster": {"Fn::GetAtt": ["Cluster", "Arn"]}}
+    }
+    assert stack()["Parameters"]["TaskDefinitionFamily"]["Default"] == taskdef()["family"]
+
+
+def test_queue_visibility_equals_the_workers_lease() -> None:
+    """The worker renews its lease on each message while the job runs (the heartbeat)."""
+    visibility = resource("JobQueue")["VisibilityTimeout"]
+    assert visibility == int(environment(taskdef())["WORKER_VISIBILITY_SECONDS"])
+
+
+def test_redrive_lets_the_worker_dead_letter_first() -> None:
+    """The worker moves a message with its reason; the redrive only catches crash loops."""
+    redrive = resource("JobQueue")["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] > int(environment(taskdef())["WORKER_MAX_RECEIVES"])
+
+
+def test_refresh_table_has_the_string_partition_key_target() -> None:
+    table = resource("RefreshTable")
+    assert table["KeySchema"] == [{"AttributeName": "target", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "target", "AttributeType": "S"}]
+
+
+def test_cluster_offers_fargate_spot_first() -> None:
+    cluster = resource("Cluster")
+    assert set(cluster["CapacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
+    assert cluster["DefaultCapacityProviderStrategy"][0]["CapacityProvider"] == "FARGATE_SPOT"
+    launcher_env = resource("Launcher")["Environment"]["Variables"]
+    assert launcher_env["CAPACITY_PROVIDERS"] == "FARGATE_SPOT,FARGATE"
+
+
+def test_launcher_function_runs_the_contracts_handler_with_its_required_variables() -> None:
+    function = resource("Launcher")
+    assert function["Handler"] == "launcher.handler.lambda_handler"
+    assert {"QUEUE_URL", "CLUSTER", "TASK_DEFINITION"} <= set(function["Environment"]["Variables"])
+
+
+def test_output_is_written_only_under_the_taskdefs_output_prefix() -> None:
+    prefix = environment(taskdef())["CSV_OUTPUT_PREFIX"]
+    (writing,) = [s for s in statements("TaskRole") if s.get("Sid") == "WriteOutput"]
+    text = str(writing["Resource"])
+    assert text.count(f"/{prefix}*") == 3  # the output bucket, and each source bucket
+
+
+def test_every_trigger_can_invoke_the_launcher() -> None:
+    resources = stack()["Resources"]
+    principals = {
+        r["Properties"]["Principal"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission"
+    }
+    assert principals == {"events.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com"}
+    assert resources["SnsSubscription"]["Properties"]["Protocol"] == "lambda"
+
+
+def test_log_groups_exist_with_retention_for_the_worker_and_the_launcher() -> None:
+    for name in ("WorkerLogGroup", "LauncherLogGroup"):
+        assert resource(name)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
