@@ -21,7 +21,7 @@ class Frame:
     padded: bool = False  # the framer added the line break that ends it
 
 
-class Reframe(Exception):  # noqa: N818 (a signal, not an error)
+class Reframe(Exception):
     """The frame's quoting is malformed and its last record runs past its end: frame again."""
 
 

@@ -102,13 +102,14 @@ def render_rows(layout: Layout, rows: list[tuple[int, list[str]]]) -> tuple[byte
     value = inferred if layout.typed else json_string
     rendered: list[str] = []
     for line, fields in rows:
+        values: list[str | None] = list(fields)
         if len(fields) != width:
-            fields = _fit(layout, line, fields, width)
+            values = _fit(layout, line, fields, width)
         rendered.append(
             "{"
             + ",".join(
                 p + ("null" if v is None else value(v))
-                for p, v in zip(prefixes, fields, strict=True)
+                for p, v in zip(prefixes, values, strict=True)
             )
             + "}"
         )

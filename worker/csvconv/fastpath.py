@@ -223,7 +223,8 @@ def _typed(
         arr[_ranges((starts + quoted)[is_bool], (ends - quoted)[is_bool])] |= 0x20
     fields = separators.size
     arr[separators] = widen
-    wide = np.frombuffer(bytearray(bytes(arr).replace(bytes([widen]), bytes([widen]) * 3)), np.uint8)
+    widened = bytes(arr).replace(bytes([widen]), bytes([widen]) * 3)
+    wide = np.frombuffer(bytearray(widened), np.uint8)
     at = separators + 2 * np.arange(fields, dtype=np.intp)
     opening = np.full(fields, deleted, dtype=np.uint8)
     opening[kind == _STRING] = QUOTE
@@ -289,4 +290,5 @@ def _classify(arr: U8, c_start: Ints, c_end: Ints) -> npt.NDArray[np.int8]:
 
 
 def _digit(values: U8) -> npt.NDArray[np.bool_]:
-    return (values >= 48) & (values <= 57)  # type: ignore[no-any-return]
+    digits: npt.NDArray[np.bool_] = (values >= 48) & (values <= 57)
+    return digits

@@ -115,7 +115,9 @@ class Framer:
                 self.empty = True
                 return True
             if window > MAX_RECORD_BYTES:
-                raise BadCsv(f"line {self._line}: the header is longer than {MAX_RECORD_BYTES} bytes")
+                raise BadCsv(
+                    f"line {self._line}: the header is longer than {MAX_RECORD_BYTES} bytes"
+                )
             window *= 2
         del self._buf[: len(text[: records.chars].encode("utf-8"))]
         self._line += records.lines

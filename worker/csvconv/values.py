@@ -12,7 +12,8 @@ _NUMBER = re.compile(r"(?:0|-?[1-9][0-9]*)|-?(?:0|[1-9][0-9]*)\.[0-9]+", re.ASCI
 
 def json_string(value: str) -> str:
     """The value as a JSON string, exactly as json.dumps(..., ensure_ascii=False) writes it."""
-    return encode_basestring(value)  # type: ignore[no-any-return]
+    encoded: str = encode_basestring(value)
+    return encoded
 
 
 def inferred(value: str) -> str:

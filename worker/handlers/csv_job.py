@@ -21,7 +21,7 @@ from worker.adapters.aws import AwsClients
 from worker.adapters.s3 import S3, ObjectInfo, OutputWriter
 from worker.adapters.sqs import Queue
 from worker.csvconv.options import CsvOptions
-from worker.csvconv.pool import FramePool, default_processes
+from worker.csvconv.pool import FramePool, default_processes, return_large_buffers
 from worker.csvconv.stream import Conversion, run_here
 from worker.errors import PermanentError
 from worker.jobs import Job, MessageFacts
@@ -246,6 +246,7 @@ async def create(settings: Settings, clients: AwsClients, stack: AsyncExitStack)
     if csv.result_queue_url:
         results = Queue(await clients.get("sqs"), csv.result_queue_url)
         await results.check("CSV_RESULT_QUEUE_URL")
+    return_large_buffers()
     pool = FramePool(csv.processes or default_processes())
     stack.push_async_callback(asyncio.to_thread, pool.close)
     return CsvJob(csv, S3(await clients.get("s3")), results, pool)
