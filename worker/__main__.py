@@ -47,7 +47,7 @@ OPTIONS: dict[str, str] = {
     "SIDECAR_NFS_URL": "nfs://HOST/EXPORT[?options]: write sidecars through libnfs",
     "SIDECAR_ROOT": "a mounted directory to write sidecars in instead",
     "SIDECAR_NFS_TIMEOUT_MS": "timeout of every NFS call in ms, rounded up to whole seconds (default 5000)",
-    "SIDECAR_NFS_CONNECTIONS": "NFS connections, each used by one I/O thread (default 8)",
+    "SIDECAR_NFS_CONNECTIONS": "NFS connections, one per I/O thread (default: WORKER_CONCURRENCY, at most 64)",
     "REFRESH_TABLE": "DynamoDB table (partition key 'target') that aggregates refreshes",
     "REFRESH_WINDOW_SECONDS": "at most one RefreshCache per bucket per window (default 30)",
     "REFRESH_MAX_FOLDERS": "above this many changed folders, refresh the share's root (default 50)",

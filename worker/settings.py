@@ -38,7 +38,7 @@ class SidecarSettings:
     nfs_url: str | None = None
     root: str | None = None
     nfs_timeout_ms: int = 5000
-    nfs_connections: int = 8
+    nfs_connections: int = 16
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +106,7 @@ class Settings:
             region=env.optional("AWS_REGION") or env.optional("AWS_DEFAULT_REGION"),
             probe_jobs=env.boolean("WORKER_PROBE_JOBS", False),
             csv=_csv_settings(env),
-            sidecar=_sidecar_settings(env),
+            sidecar=_sidecar_settings(env, concurrency),
             refresh=_refresh_settings(env),
         )
 
@@ -140,7 +140,7 @@ def _csv_settings(env: _Env) -> CsvSettings:
     )
 
 
-def _sidecar_settings(env: _Env) -> SidecarSettings:
+def _sidecar_settings(env: _Env, concurrency: int) -> SidecarSettings:
     nfs_url = env.optional("SIDECAR_NFS_URL")
     root = env.optional("SIDECAR_ROOT")
     if nfs_url is not None and not nfs_url.startswith("nfs://"):
@@ -151,7 +151,10 @@ def _sidecar_settings(env: _Env) -> SidecarSettings:
         nfs_url=nfs_url,
         root=root,
         nfs_timeout_ms=env.integer("SIDECAR_NFS_TIMEOUT_MS", 5000, low=100, high=600_000),
-        nfs_connections=env.integer("SIDECAR_NFS_CONNECTIONS", 8, low=1, high=64),
+        # One connection per job in flight: with network latency, jobs never queue for one.
+        nfs_connections=env.integer(
+            "SIDECAR_NFS_CONNECTIONS", min(concurrency, 64), low=1, high=256
+        ),
     )
 
 
