@@ -87,7 +87,7 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     command = [
         sys.executable,
         "-m",
-        "tests.refresh.moto_dynamodb",
+        "tests.support.moto_main",
         "-H",
         "127.0.0.1",
         "-p",

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,42 +13,14 @@ import boto3
 import pytest
 
 from tests.conftest import TestQueue, unique
-from tests.support.moto_server import MotoServer, free_port
+from tests.support.moto_server import MotoServer
 from tests.support.storage_gateway import Call, StorageGatewayEndpoint
-from tests.support.worker_process import PROJECT_ROOT
 
 
 @pytest.fixture(scope="session")
-def dynamodb_url(moto: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A second moto server, whose DynamoDB writes are atomic (tests/refresh/moto_dynamodb.py)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path_factory.mktemp("moto-dynamodb") / "moto.log").open("ab")
-    command = [
-        sys.executable,
-        "-m",
-        "tests.refresh.moto_dynamodb",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
-    try:
-        wait_for(lambda: _answers(url), timeout=30, what="moto (DynamoDB) to start")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/moto-api/", timeout=1):
-            return True
-    except OSError:
-        return False
+def dynamodb_url(moto: MotoServer) -> str:
+    """The session moto server; its DynamoDB item writes are atomic (tests/support/moto_main.py)."""
+    return moto.url
 
 
 @pytest.fixture
