@@ -1,10 +1,13 @@
 """The embedded demo: a local AWS endpoint, every accepted message shape, one worker run.
 
-`make demo` (or `.venv/bin/python -m scripts.demo`) starts a moto server on a free loopback
-port, creates a queue with a dead-letter queue and buckets, sends a realistic mix of messages
-(S3 notifications from real uploads, a job envelope, SNS and EventBridge forms, a sidecar
-request, a poison message), runs `python -m worker` until the queue is drained, and prints
-what happened: each message's outcome, the outputs written and what was dead-lettered.
+`make demo` (or `.venv/bin/python -m scripts.demo`) starts, on loopback only: a moto server
+(SQS, S3, DynamoDB), the local Storage Gateway endpoint of the tests, and a real nfs-ganesha
+NFSv3 export (falling back to a plain directory when ganesha cannot run). It creates a queue
+with a dead-letter queue, a bucket whose notifications go to the queue, a refresh table, and
+sends a realistic mix (S3 notifications from real uploads, a job envelope, SNS and EventBridge
+forms, a sidecar request, a poison message). Then it runs `python -m worker` until the queue
+is drained and prints what happened: each message's outcome, the JSON written, the sidecars,
+the RefreshCache calls, and what was dead-lettered with its reason.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from typing import Any
 
 import boto3
 
+from tests.support.ganesha import Ganesha
+from tests.support.ganesha import unavailable as ganesha_unavailable
+from tests.support.storage_gateway import StorageGatewayEndpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "demo",
@@ -32,6 +39,7 @@ CREDENTIALS = {
     "AWS_REGION": "us-east-1",
 }
 BUCKET = "spotdrain-demo"
+TABLE = "spotdrain-demo-refresh"
 
 SALES_CSV = (
     "\ufeffid,region,amount,note\r\n"
@@ -53,9 +61,10 @@ def start_moto(stack: ExitStack, workdir: Path) -> str:
     log = (workdir / "moto.log").open("wb")
     stack.callback(log.close)
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.support.moto_main", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     stack.callback(_stop, process)
     url = f"http://127.0.0.1:{port}"
@@ -87,9 +96,15 @@ def create_resources(endpoint: str) -> dict[str, str]:
     queue = sqs.create_queue(
         QueueName="spotdrain-demo", Attributes={"VisibilityTimeout": "60", "RedrivePolicy": redrive}
     )["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    boto3.client("dynamodb", endpoint_url=endpoint).create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_notification_configuration(
         Bucket=BUCKET,
@@ -141,14 +156,38 @@ def send_samples(endpoint: str, queue: str, sidecar_dir: Path) -> None:
     sqs.send_message(QueueUrl=queue, MessageBody="{not json")
 
 
-def run_worker(endpoint: str, queues: dict[str, str], sidecar_dir: Path) -> list[dict[str, Any]]:
+def start_nfs(stack: ExitStack, workdir: Path) -> tuple[dict[str, str], Path]:
+    """A real NFS export when ganesha can run here, else a plain directory (SIDECAR_ROOT)."""
+    reason = ganesha_unavailable()
+    if reason is None:
+        server = Ganesha(workdir / "nfs")
+        try:
+            server.start()
+        except Exception as exc:  # the demo still runs, on a directory
+            reason = f"ganesha did not start: {exc}"
+        else:
+            stack.callback(server.stop)
+            print(f"demo: NFSv3 export on loopback: {server.url()}")
+            return {"SIDECAR_NFS_URL": server.url()}, server.export_dir
+    directory = workdir / "export"
+    directory.mkdir()
+    print(f"demo: no NFS server ({reason}); sidecars go to SIDECAR_ROOT={directory}")
+    return {"SIDECAR_ROOT": str(directory)}, directory
+
+
+def run_worker(
+    endpoint: str, queues: dict[str, str], sidecar_env: dict[str, str], gateway: str
+) -> list[dict[str, Any]]:
     env = {
         **os.environ,
         **CREDENTIALS,
+        **sidecar_env,
         "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_STORAGE_GATEWAY": gateway,
         "QUEUE_URL": queues["queue"],
         "DLQ_URL": queues["dlq"],
-        "SIDECAR_ROOT": str(sidecar_dir),
+        "REFRESH_TABLE": TABLE,
+        "REFRESH_WINDOW_SECONDS": "3",
         "WORKER_IDLE_EXIT_SECONDS": "2",
         "WORKER_WAIT_SECONDS": "1",
         "SPOT_IMDS": "off",
@@ -162,7 +201,13 @@ def run_worker(endpoint: str, queues: dict[str, str], sidecar_dir: Path) -> list
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def report(endpoint: str, queues: dict[str, str], events: list[dict[str, Any]], sidecar_dir: Path) -> None:
+def report(
+    endpoint: str,
+    queues: dict[str, str],
+    events: list[dict[str, Any]],
+    sidecar_dir: Path,
+    gateway: StorageGatewayEndpoint,
+) -> None:
     s3 = boto3.client("s3", endpoint_url=endpoint)
     sqs = boto3.client("sqs", endpoint_url=endpoint)
     print("\n== messages the worker handled ==")
@@ -174,7 +219,7 @@ def report(endpoint: str, queues: dict[str, str], events: list[dict[str, Any]], 
     summary = next(e for e in events if e.get("event") == "worker.exit")
     print("\n== summary ==")
     print("  " + json.dumps({k: v for k, v in summary.items() if k not in ("level", "timestamp")}))
-    print("\n== outputs in s3://%s/converted/ ==" % BUCKET)
+    print(f"\n== outputs in s3://{BUCKET}/converted/ ==")
     listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="converted/").get("Contents", [])
     for item in listing:
         body = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read().decode()
@@ -184,6 +229,18 @@ def report(endpoint: str, queues: dict[str, str], events: list[dict[str, Any]], 
     print(f"\n== sidecars under {sidecar_dir} ==")
     for path in sorted(sidecar_dir.rglob("*-sidecar.json")):
         print(f"  {path.relative_to(sidecar_dir)}: {path.read_text().strip()}")
+    print("\n== RefreshCache calls the local Storage Gateway received ==")
+    changes = sum(
+        1
+        for e in events
+        if e.get("event") == "message.done"
+        and "refresh" in ([e.get("job"), *list(e.get("jobs", []))])
+    )
+    for call in gateway.refreshes():
+        folders = call.params.get("FolderList", ["/"])
+        share = call.params["FileShareARN"].rsplit("/", 1)[-1]
+        print(f"  {share}: FolderList={folders} Recursive={call.params.get('Recursive')}")
+    print(f"  ({changes} messages carried object changes; {len(gateway.refreshes())} refreshes)")
     dead = sqs.receive_message(
         QueueUrl=queues["dlq"], MaxNumberOfMessages=10, MessageAttributeNames=["All"]
     ).get("Messages", [])
@@ -196,18 +253,21 @@ def report(endpoint: str, queues: dict[str, str], events: list[dict[str, Any]], 
 
 
 def main() -> None:
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="spotdrain-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="spotdrain-demo-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        sidecar_dir = workdir / "export"
-        sidecar_dir.mkdir()
         print("demo: starting a local AWS endpoint (moto server) ...")
         endpoint = start_moto(stack, workdir)
         os.environ.update(CREDENTIALS)
+        gateway = stack.enter_context(StorageGatewayEndpoint())
+        gateway.add_share(BUCKET)
+        gateway.add_share(f"{BUCKET}/incoming/")
+        print(f"demo: local Storage Gateway endpoint at {gateway.url}, two shares on {BUCKET}")
+        sidecar_env, sidecar_dir = start_nfs(stack, workdir)
         queues = create_resources(endpoint)
         send_samples(endpoint, queues["queue"], sidecar_dir)
         print(f"demo: running `python -m worker` against {queues['queue']} ...")
-        events = run_worker(endpoint, queues, sidecar_dir)
-        report(endpoint, queues, events, sidecar_dir)
+        events = run_worker(endpoint, queues, sidecar_env, gateway.url)
+        report(endpoint, queues, events, sidecar_dir, gateway)
 
 
 if __name__ == "__main__":
