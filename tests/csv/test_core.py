@@ -11,10 +11,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from worker.csvconv import blocks
 from worker.csvconv.exact import BadCsv
 from worker.csvconv.options import CsvOptions, header_keys, sniff_delimiter
 from worker.csvconv.stream import convert_bytes
 from worker.csvconv.values import inferred
+
+
+@pytest.fixture(params=["c", "numpy"], autouse=True)
+def fast_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the C converter and with its numpy twin."""
+    if request.param == "c" and blocks._fastcsv is None:
+        pytest.skip("the C converter is not built (no compiler at install)")
+    monkeypatch.setattr(blocks, "ACCELERATED", request.param == "c")
+    return str(request.param)
 
 
 def records(output: bytes) -> list[dict[str, Any]]:

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
-from worker.csvconv import exact, fastpath
+from worker.csvconv import exact
 from worker.csvconv.exact import BadCsv
 from worker.csvconv.options import Layout
+
+_fastcsv: ModuleType | None
+try:
+    _fastcsv = importlib.import_module("worker.csvconv._fastcsv")
+except ImportError:  # not built (no C compiler at install): the numpy twin does the same
+    _fastcsv = None
+
+# Whether frames go through the C converter; tests turn it off to check the numpy twin.
+ACCELERATED = _fastcsv is not None
+OK, MALFORMED = -1, -2  # quote_check's verdicts; any other value is an offset
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,7 @@ def convert_frame(layout: Layout, frame: Frame) -> Converted:
             "(set CSV_ENCODING for other encodings)"
         ) from None
     if not frame.exact and frame.data.endswith((b"\n", b"\r")):
-        fast = fastpath.convert(layout, frame.data)
+        fast = fast_convert(layout, frame.data)
         if fast is not None:
             return Converted(fast[0], fast[1])
     exact.check_text(text, frame.first_line)
@@ -56,3 +69,30 @@ def convert_frame(layout: Layout, frame: Frame) -> Converted:
         raise Reframe()
     output, rows = exact.render_rows(layout, records.rows)
     return Converted(output, rows)
+
+
+def fast_convert(layout: Layout, data: bytes) -> tuple[bytes, int] | None:
+    """The fast path (C, else numpy): JSON rows of a well-formed frame, or None."""
+    if ACCELERATED and _fastcsv is not None:
+        result: tuple[bytes, int] | None = _fastcsv.convert(
+            data, ord(layout.delimiter), _keys(layout), layout.row_separator, layout.typed
+        )
+        return result
+    from worker.csvconv import fastpath  # numpy is imported only when it is needed
+
+    return fastpath.convert(layout, data)
+
+
+def quote_check(data: bytes, delimiter: str) -> int:
+    """OK, MALFORMED, or where the field left open at the end of `data` starts."""
+    if ACCELERATED and _fastcsv is not None:
+        verdict: int = _fastcsv.check(data, ord(delimiter))
+        return verdict
+    from worker.csvconv import fastpath
+
+    return fastpath.quote_check(data, delimiter)
+
+
+@functools.lru_cache(maxsize=64)
+def _keys(layout: Layout) -> tuple[bytes, ...]:
+    return tuple(layout.key_json(i) for i in range(len(layout.keys)))

@@ -137,7 +137,7 @@ def convert(layout: Layout, block: bytes) -> tuple[bytes, int] | None:
     return prefix + out[: -len(texts[-1])] + closing, rows
 
 
-OK, MALFORMED = -1, -2
+OK, MALFORMED = -1, -2  # as blocks.OK and blocks.MALFORMED
 
 
 def quote_check(data: bytes, delimiter: str) -> int:

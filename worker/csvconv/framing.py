@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 
-from worker.csvconv import exact, fastpath
+from worker.csvconv import blocks, exact
 from worker.csvconv.blocks import Frame
 from worker.csvconv.exact import MAX_RECORD_BYTES, BadCsv
 from worker.csvconv.options import CsvOptions, Layout, header_keys, sniff_delimiter
@@ -185,8 +185,8 @@ class Framer:
         if not (self.careful or at_end) and self._buf.count(b'"', 0, cut) % 2 == 0:
             return cut, False  # converting the frame checks its quoting; see Reframe
         data = bytes(self._buf[:cut])
-        verdict = fastpath.quote_check(data, self.layout.delimiter)
-        if verdict == fastpath.OK:
+        verdict = blocks.quote_check(data, self.layout.delimiter)
+        if verdict == blocks.OK:
             return cut, False
         if verdict >= 0:
             earlier = _boundary_before(self._buf, verdict)

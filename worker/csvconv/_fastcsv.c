@@ -1,0 +1,294 @@
+/* The csv job's frame converter in C: one pass from well-formed CSV to JSON rows.
+ *
+ * It implements exactly the rules of fastpath.py (its pure numpy twin, used when this
+ * module is not built) and declines, by returning None, every frame those rules decline:
+ * a quote that is not RFC 4180 quoting, a record whose field count differs from the header,
+ * a NUL byte, a frame that does not end with a line break. The exact path (Python's csv
+ * module) then takes the frame, so nothing here decides an unusual case.
+ *
+ *   convert(data, delimiter, keys, row_separator, typed) -> (bytes, rows) | None
+ *       data: UTF-8 (already validated); keys: the JSON-encoded keys, quotes included.
+ *   check(data, delimiter) -> int
+ *       -1 well-formed quoting, -2 malformed, else the offset of the field left open at the
+ *       end of data (where its record starts is the caller's business).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+typedef struct {
+    PyObject *bytes;
+    char *buf;
+    Py_ssize_t len, cap;
+} Out;
+
+static int out_grow(Out *o, Py_ssize_t extra) {
+    Py_ssize_t want = o->len + extra;
+    if (want <= o->cap) return 0;
+    Py_ssize_t cap = o->cap * 2;
+    if (cap < want) cap = want;
+    if (_PyBytes_Resize(&o->bytes, cap) < 0) return -1;
+    o->buf = PyBytes_AS_STRING(o->bytes);
+    o->cap = cap;
+    return 0;
+}
+
+static inline int out_put(Out *o, const char *s, Py_ssize_t n) {
+    if (out_grow(o, n) < 0) return -1;
+    memcpy(o->buf + o->len, s, (size_t)n);
+    o->len += n;
+    return 0;
+}
+
+/* JSON escapes exactly as json.dumps(ensure_ascii=False) writes them. */
+static char ESCAPE[256][8];
+static unsigned char ESCAPE_LEN[256]; /* 0: the byte is copied as is */
+
+static void init_escapes(void) {
+    static const char hex[] = "0123456789abcdef";
+    for (int b = 0; b < 256; b++) ESCAPE_LEN[b] = 0;
+    for (int b = 0; b < 32; b++) {
+        ESCAPE[b][0] = '\\'; ESCAPE[b][1] = 'u'; ESCAPE[b][2] = '0'; ESCAPE[b][3] = '0';
+        ESCAPE[b][4] = hex[b >> 4]; ESCAPE[b][5] = hex[b & 15];
+        ESCAPE_LEN[b] = 6;
+    }
+    const char *shorts = "\b\f\n\r\t";
+    const char *letters = "bfnrt";
+    for (int i = 0; shorts[i]; i++) {
+        unsigned char b = (unsigned char)shorts[i];
+        ESCAPE[b][0] = '\\'; ESCAPE[b][1] = letters[i]; ESCAPE_LEN[b] = 2;
+    }
+    ESCAPE['"'][0] = '\\'; ESCAPE['"'][1] = '"'; ESCAPE_LEN['"'] = 2;
+    ESCAPE['\\'][0] = '\\'; ESCAPE['\\'][1] = '\\'; ESCAPE_LEN['\\'] = 2;
+}
+
+typedef struct {
+    Py_ssize_t start, end; /* content, without enclosing quotes */
+    int quoted;            /* content may hold doubled quotes */
+} Field;
+
+enum { KIND_STRING, KIND_RAW, KIND_NULL, KIND_TRUE, KIND_FALSE };
+
+static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* The inference rules of values.py: canonical integers (not "-0"), plain decimals,
+   true/false in any case, the empty field. */
+static int classify(const unsigned char *d, Py_ssize_t s, Py_ssize_t e) {
+    Py_ssize_t n = e - s;
+    if (n == 0) return KIND_NULL;
+    if (n == 4 && (d[s] | 32) == 't' && (d[s + 1] | 32) == 'r' && (d[s + 2] | 32) == 'u' &&
+        (d[s + 3] | 32) == 'e')
+        return KIND_TRUE;
+    if (n == 5 && (d[s] | 32) == 'f' && (d[s + 1] | 32) == 'a' && (d[s + 2] | 32) == 'l' &&
+        (d[s + 3] | 32) == 's' && (d[s + 4] | 32) == 'e')
+        return KIND_FALSE;
+    Py_ssize_t i = s;
+    int negative = d[i] == '-';
+    if (negative) i++;
+    if (i >= e || !is_digit(d[i])) return KIND_STRING;
+    if (d[i] == '0') {
+        i++;
+        if (i == e) return negative ? KIND_STRING : KIND_RAW; /* "-0" stays a string */
+        if (d[i] != '.') return KIND_STRING;
+    } else {
+        while (i < e && is_digit(d[i])) i++;
+        if (i == e) return KIND_RAW;
+        if (d[i] != '.') return KIND_STRING;
+    }
+    i++; /* the dot */
+    if (i >= e) return KIND_STRING;
+    while (i < e && is_digit(d[i])) i++;
+    return i == e ? KIND_RAW : KIND_STRING;
+}
+
+/* Escaped content; a doubled quote of quoted content becomes \". Returns -2 on a NUL. */
+static int put_string(Out *o, const unsigned char *d, const Field *f) {
+    if (out_grow(o, 2 + (f->end - f->start) * 6) < 0) return -1;
+    char *w = o->buf + o->len;
+    *w++ = '"';
+    for (Py_ssize_t i = f->start; i < f->end; i++) {
+        unsigned char c = d[i];
+        unsigned char n = ESCAPE_LEN[c];
+        if (n == 0) {
+            *w++ = (char)c;
+            continue;
+        }
+        if (c == 0) return -2;
+        memcpy(w, ESCAPE[c], n);
+        w += n;
+        if (c == '"') i++; /* the second quote of the pair */
+    }
+    *w++ = '"';
+    o->len = w - o->buf;
+    return 0;
+}
+
+/* Scan one field starting at *p; fill f and leave *p on the byte after it (a delimiter,
+   a line break, or the end). Returns 0, or 1 when the quoting is not RFC 4180, or 2 when
+   a quoted field is still open at the end of the data (f->start is its opening quote). */
+static int scan_field(const unsigned char *d, Py_ssize_t n, Py_ssize_t *p, unsigned char delim,
+                      Field *f) {
+    Py_ssize_t i = *p;
+    if (i < n && d[i] == '"') {
+        Py_ssize_t open = i;
+        i++;
+        f->start = i;
+        f->quoted = 1;
+        for (;;) {
+            const unsigned char *q = memchr(d + i, '"', (size_t)(n - i));
+            if (q == NULL) {
+                f->start = open;
+                return 2;
+            }
+            i = q - d;
+            if (i + 1 < n && d[i + 1] == '"') {
+                i += 2;
+                continue;
+            }
+            f->end = i;
+            i++;
+            if (i < n && d[i] != delim && d[i] != '\n' && d[i] != '\r') return 1;
+            *p = i;
+            return 0;
+        }
+    }
+    f->start = i;
+    f->quoted = 0;
+    while (i < n) {
+        unsigned char c = d[i];
+        if (c == delim || c == '\n' || c == '\r') break;
+        if (c == '"') return 1;
+        i++;
+    }
+    f->end = i;
+    *p = i;
+    return 0;
+}
+
+static PyObject *convert(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    int delimiter, typed;
+    PyObject *keys, *row_separator;
+    if (!PyArg_ParseTuple(args, "y*iO!Sp", &data, &delimiter, &PyTuple_Type, &keys,
+                          &row_separator, &typed))
+        return NULL;
+    const unsigned char *d = data.buf;
+    Py_ssize_t n = data.len;
+    Py_ssize_t width = PyTuple_GET_SIZE(keys);
+    Field *fields = NULL;
+    Out o = {NULL, NULL, 0, 0};
+    PyObject *result = NULL;
+    unsigned char delim = (unsigned char)delimiter;
+    if (width == 0 || n == 0 || (d[n - 1] != '\n' && d[n - 1] != '\r')) {
+        result = n == 0 ? Py_BuildValue("(yn)", "", (Py_ssize_t)0) : Py_NewRef(Py_None);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < width; k++) {
+        if (!PyBytes_Check(PyTuple_GET_ITEM(keys, k))) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            goto done;
+        }
+    }
+    fields = PyMem_Malloc(sizeof(Field) * (size_t)width);
+    o.cap = n * 2 + 64;
+    o.bytes = PyBytes_FromStringAndSize(NULL, o.cap);
+    if (fields == NULL || o.bytes == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    o.buf = PyBytes_AS_STRING(o.bytes);
+    const char *sep = PyBytes_AS_STRING(row_separator);
+    Py_ssize_t sep_len = PyBytes_GET_SIZE(row_separator);
+    Py_ssize_t rows = 0, p = 0;
+    int declined = 0;
+
+    /* The GIL stays held: the output buffer is a bytes object that may be resized. */
+    while (p < n && !declined) {
+        if (d[p] == '\n' || d[p] == '\r') { /* a blank line: the csv module yields nothing */
+            p += (d[p] == '\r' && p + 1 < n && d[p + 1] == '\n') ? 2 : 1;
+            continue;
+        }
+        Py_ssize_t count = 0;
+        for (;;) {
+            if (count == width) { declined = 1; break; }
+            if (scan_field(d, n, &p, delim, &fields[count]) != 0) { declined = 1; break; }
+            count++;
+            if (p >= n) { declined = 1; break; } /* no line break after the last record */
+            if (d[p] == delim) { p++; continue; }
+            p += (d[p] == '\r' && p + 1 < n && d[p + 1] == '\n') ? 2 : 1;
+            break;
+        }
+        if (declined || count != width) { declined = 1; break; }
+        if (rows && out_put(&o, sep, sep_len) < 0) { declined = -1; break; }
+        for (Py_ssize_t k = 0; k < width && declined == 0; k++) {
+            PyObject *key = PyTuple_GET_ITEM(keys, k);
+            if (out_grow(&o, PyBytes_GET_SIZE(key) + 2) < 0) { declined = -1; break; }
+            o.buf[o.len++] = k == 0 ? '{' : ',';
+            memcpy(o.buf + o.len, PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
+            o.len += PyBytes_GET_SIZE(key);
+            o.buf[o.len++] = ':';
+            Field *f = &fields[k];
+            int kind = typed ? classify(d, f->start, f->end) : KIND_STRING;
+            int rc = 0;
+            switch (kind) {
+            case KIND_NULL: rc = out_put(&o, "null", 4); break;
+            case KIND_TRUE: rc = out_put(&o, "true", 4); break;
+            case KIND_FALSE: rc = out_put(&o, "false", 5); break;
+            case KIND_RAW: rc = out_put(&o, (const char *)d + f->start, f->end - f->start); break;
+            default: rc = put_string(&o, d, f);
+            }
+            if (rc == -2) declined = 1;
+            else if (rc < 0) declined = -1;
+        }
+        if (declined == 0 && out_put(&o, "}", 1) < 0) declined = -1;
+        rows++;
+    }
+
+    if (declined < 0) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    if (declined) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (_PyBytes_Resize(&o.bytes, o.len) < 0) goto done;
+    result = Py_BuildValue("(On)", o.bytes, rows);
+done:
+    Py_XDECREF(o.bytes);
+    PyMem_Free(fields);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+static PyObject *check(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    int delimiter;
+    if (!PyArg_ParseTuple(args, "y*i", &data, &delimiter)) return NULL;
+    const unsigned char *d = data.buf;
+    Py_ssize_t n = data.len, p = 0, verdict = -1;
+    Field f;
+    Py_BEGIN_ALLOW_THREADS
+    while (p < n) {
+        int rc = scan_field(d, n, &p, (unsigned char)delimiter, &f);
+        if (rc == 1) { verdict = -2; break; }
+        if (rc == 2) { verdict = f.start; break; }
+        if (p < n) p += (d[p] == '\r' && p + 1 < n && d[p + 1] == '\n') ? 2 : 1;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    return PyLong_FromSsize_t(verdict);
+}
+
+static PyMethodDef methods[] = {
+    {"convert", convert, METH_VARARGS, "convert(data, delimiter, keys, row_separator, typed)"},
+    {"check", check, METH_VARARGS, "check(data, delimiter) -> -1 | -2 | open field offset"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fastcsv", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__fastcsv(void) {
+    init_escapes();
+    return PyModule_Create(&module);
+}
