@@ -1,102 +1,102 @@
 """Drain speed of `python -m worker` beside a plain boto3 loop, on moto and on an in-memory SQS.
 
-Scenarios (issue 2), each run for the loop and for the worker on a fresh, pre-filled queue:
-  (a) moto server, 200 no-op probe jobs: moto is the bottleneck; shows we are not slower
-      and use no more requests per message;
+Scenarios (issue 2), each run for the loop and then the worker on a fresh, pre-filled queue:
+  (a) moto server, 200 no-op probe jobs: moto is the bottleneck, so this shows only that
+      we are not slower and use no more requests per message;
   (b) bench/fake_sqs.py, 20,000 no-op probe jobs: the client is the bottleneck;
   (c) bench/fake_sqs.py, 2,000 probe jobs that each await 20 ms of simulated I/O.
 
-    .venv/bin/python bench/drain.py                      # the issue's sizes (about 2 minutes)
-    .venv/bin/python bench/drain.py --quick              # 100 / 2,000 / 300 messages
-    .venv/bin/python bench/drain.py --only b --noop 5000 --worker-env WORKER_CONCURRENCY=32
+    .venv/bin/python bench/drain.py                  # the issue's sizes (about two minutes)
+    .venv/bin/python bench/drain.py --quick          # 100 / 2,000 / 300 messages
+    .venv/bin/python bench/drain.py --only b --noop 5000 --repeat 3 \
+        --worker-env WORKER_CONCURRENCY=32 --worker-root /tmp/old-checkout
+Exit status 0 when every target is met.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-import urllib.request
-from collections import Counter
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
-from fake_sqs import FakeSqsProcess
+HERE = Path(__file__).resolve().parent
+# `python bench/drain.py` puts bench/ first on sys.path, where bench/csv.py would shadow the
+# standard library's csv (importlib.metadata imports it): look in bench/ last.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
 
-ROOT = Path(__file__).resolve().parents[1]
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections import Counter  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from datetime import datetime  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
+
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from fake_sqs import EMPTY_RECEIVE, FakeSqsProcess  # noqa: E402
+
+ROOT = HERE.parent
 TICK = os.sysconf("SC_CLK_TCK")
-SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]  # what the worker asks for
-HOW = (
-    "How: window = loop: first ReceiveMessage sent .. last DeleteMessageBatch answered; worker: "
-    "its 'worker.started' log line (written just before its receivers start) .. the log line of "
-    "its last deleted message; so Python start-up, client creation and the idle-exit wait are "
-    "left out. CPU = user+sys of the client process in the window (loop: thread_time of its "
-    "thread; worker: /proc/PID/stat, 10 ms ticks). req/msg = SQS calls the endpoint counted in "
-    "the window (fake: its own counters; moto: its request recorder); 'whole run' adds the "
-    "start-up check and the end-of-queue detection (loop: one empty receive; worker: idle-exit "
-    "polls). server = the endpoint's CPU use in the window (100% = one core: then it, not the "
-    "client, is the bottleneck)."
-)
+SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]  # as the worker asks
+HOW = """\
+How it is measured, for the loop and the worker alike:
+- window: loop, from its first ReceiveMessage to its last DeleteMessageBatch answered; worker,
+  from its 'worker.started' log line (its receivers start right after) to the line of its last
+  deleted message. Python start-up, client creation and the end-of-queue wait (the loop's
+  final empty receive, the worker's idle-exit checks) are outside it. msgs/s = N / window.
+- CPU ms/msg: user+sys CPU of the client in the window / N (loop: its thread's thread_time;
+  worker: its process's /proc/PID/stat, 10 ms ticks).
+- req/msg: SQS requests answered in the window / N, counted by bench/fake_sqs.py (in front of
+  moto it runs as a counting proxy); 'whole run' adds start-up and end-of-queue calls.
+- server: the endpoint's CPU use over the window (100% = a whole core: server-bound)."""
 
 
 class Endpoint(Protocol):
     url: str
-    pid: int
+    pid: int  # the process that serves SQS, for its CPU use
 
     def requests(self) -> Counter[str]: ...
     def stop(self) -> None: ...
 
 
 class MotoProcess:
-    """`moto.server` as a child process with its request recorder on, for counting calls."""
+    """`moto.server` as a child process, behind bench/fake_sqs.py as a counting proxy."""
 
     def __init__(self) -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._recording = Path(tempfile.mkdtemp(prefix="bench-moto-")) / "requests.jsonl"
-        env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(self._recording)}
+        command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self.pid = self.process.pid
         deadline = time.monotonic() + 30
         while True:
             try:
-                start = urllib.request.Request(
-                    self.url + "/moto-api/recorder/start-recording", method="POST"
-                )
-                urllib.request.urlopen(start, timeout=1).close()
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
                 break
             except OSError:
                 if time.monotonic() > deadline or self.process.poll() is not None:
                     self.stop()
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
+        self.proxy = FakeSqsProcess(forward=f"http://127.0.0.1:{port}")
+        self.url = self.proxy.url
 
     def requests(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
-        with self._recording.open() as recording:
-            for line in recording:
-                headers = {k.lower(): v for k, v in json.loads(line)["headers"].items()}
-                counts[headers.get("x-amz-target", "?").removeprefix("AmazonSQS.")] += 1
-        return counts
+        return self.proxy.requests()
 
     def stop(self) -> None:
+        if hasattr(self, "proxy"):
+            self.proxy.stop()
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
@@ -119,25 +119,20 @@ class Run:
         return self.messages / self.window_s if self.window_s else 0.0
 
     @property
-    def cpu_ms_per_message(self) -> float:
+    def cpu_ms(self) -> float:
         return self.cpu_s * 1000 / self.messages
 
     @property
-    def requests_per_message(self) -> float:
-        return sum(self.requests.values()) / self.messages
+    def req(self) -> float:
+        return sum(n for op, n in self.requests.items() if op != EMPTY_RECEIVE) / self.messages
 
     @property
     def server_busy(self) -> float:
         return self.server_cpu_s / self.window_s if self.window_s else 0.0
 
     def summary(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "messages_per_s": round(self.rate, 1),
-            "cpu_ms_per_message": round(self.cpu_ms_per_message, 4),
-            "requests_per_message": round(self.requests_per_message, 4),
-            "server_busy": round(self.server_busy, 3),
-        }
+        figures = {"msgs_per_s": self.rate, "cpu_ms_per_msg": self.cpu_ms, "req_per_msg": self.req}
+        return {**asdict(self), **{k: round(v, 4) for k, v in figures.items()}}
 
 
 def process_cpu(pid: int) -> float:
@@ -158,9 +153,8 @@ def sqs_client(url: str) -> Any:
 
 
 def fill(client: Any, name: str, messages: int, seconds: float) -> str:
-    url = str(
-        client.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
-    )
+    attributes = {"VisibilityTimeout": "60"}
+    url = str(client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])
     body = json.dumps({"job": "probe", "seconds": seconds or 0})
     for start in range(0, messages, 10):
         entries = [{"Id": str(i), "MessageBody": body} for i in range(min(10, messages - start))]
@@ -170,12 +164,12 @@ def fill(client: Any, name: str, messages: int, seconds: float) -> str:
     return url
 
 
-def run_loop(client: Any, url: str, endpoint: Endpoint, messages: int, seconds: float) -> Run:
+def run_loop(client: Any, url: str, endpoint: Endpoint, messages: int) -> Run:
     """The baseline: receive ten, handle them one by one, delete them in one batch."""
     run = Run("loop", messages)
     before, server_before = endpoint.requests(), process_cpu(endpoint.pid)
     started, cpu_started = time.perf_counter(), time.thread_time()
-    ended, cpu_ended, server_ended, handled = started, cpu_started, server_before, 0
+    handled, end = 0, (started, cpu_started, before, server_before)
     while True:
         batch = client.receive_message(
             QueueUrl=url,
@@ -193,83 +187,57 @@ def run_loop(client: Any, url: str, endpoint: Endpoint, messages: int, seconds: 
                 raise RuntimeError(f"unexpected body {message['Body']!r}")
             if job.get("seconds"):
                 time.sleep(job["seconds"])
-        client.delete_message_batch(
-            QueueUrl=url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
-            ],
-        )
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+        client.delete_message_batch(QueueUrl=url, Entries=entries)
         handled += len(batch)
-        ended, cpu_ended = time.perf_counter(), time.thread_time()
-        if handled >= messages:
-            server_ended = process_cpu(endpoint.pid)
-    total = endpoint.requests() - before
-    run.requests_total = dict(total)
-    total["ReceiveMessage"] -= 1  # the final, empty receive lies after the window
-    run.requests = dict(+total)
-    run.window_s, run.cpu_s = ended - started, cpu_ended - cpu_started
-    run.server_cpu_s = server_ended - server_before
+        if handled == messages:  # the window ends; the final, empty receive lies after it
+            now, cpu = time.perf_counter(), time.thread_time()
+            end = (now, cpu, endpoint.requests(), process_cpu(endpoint.pid))
+    run.window_s, run.cpu_s = end[0] - started, end[1] - cpu_started
+    run.requests, run.server_cpu_s = dict(end[2] - before), end[3] - server_before
+    run.requests_total = dict(endpoint.requests() - before)
     if handled != messages:
         run.problems.append(f"handled {handled} of {messages}")
     return run
 
 
-def worker_env(url: str, endpoint: Endpoint, extra: dict[str, str]) -> dict[str, str]:
+def run_worker(url: str, endpoint: Endpoint, messages: int, args: argparse.Namespace) -> Run:
+    """`python -m worker` until it exits by itself; marks are taken as its log lines arrive."""
+    run = Run("worker", messages)
+    root = args.worker_root or ROOT
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "WORKER_"))}
     env.update(
         AWS_ENDPOINT_URL=endpoint.url,
         AWS_ACCESS_KEY_ID="testing",
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION="us-east-1",
-        AWS_REGION="us-east-1",
         QUEUE_URL=url,
         WORKER_PROBE_JOBS="true",
         SPOT_IMDS="off",
         WORKER_WAIT_SECONDS="1",
         WORKER_IDLE_EXIT_SECONDS="1",
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=str(root),
     )
-    env.update(extra)
-    return env
-
-
-def run_worker(
-    url: str, endpoint: Endpoint, messages: int, extra: dict[str, str], timeout: float
-) -> Run:
-    """`python -m worker` until it exits by itself; marks taken as its log lines arrive."""
-    run = Run("worker", messages)
-    before, server_before = endpoint.requests(), process_cpu(endpoint.pid)
+    env.update(item.split("=", 1) for item in args.worker_env)
+    before = endpoint.requests()
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 (read after the process exits)
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker"],
-        cwd=ROOT,
-        env=worker_env(url, endpoint, extra),
-        stdout=subprocess.PIPE,
-        stderr=stderr,
+        [sys.executable, "-m", "worker"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=stderr
     )
-    watchdog = threading.Timer(timeout, process.kill)
+    watchdog = threading.Timer(args.timeout, process.kill)
     watchdog.start()
-    marks: dict[str, tuple[float, Counter[str], float]] = {}
-    started_at, done_at, outcomes = None, None, Counter[str]()
+    marks: dict[str, tuple[str, float, Counter[str], float]] = {}
+    outcomes: Counter[str] = Counter()
     assert process.stdout is not None
     for raw in process.stdout:
-        if b'"message.done"' in raw:
+        if b'"message.done"' in raw or b'"worker.started"' in raw:
             event = json.loads(raw)
-            outcomes[event["outcome"]] += 1
-            done_at = event["timestamp"]
-            if sum(outcomes.values()) == messages:
-                marks["end"] = (
-                    process_cpu(process.pid),
-                    endpoint.requests(),
-                    process_cpu(endpoint.pid),
-                )
-        elif b'"worker.started"' in raw:
-            started_at = json.loads(raw)["timestamp"]
-            marks["start"] = (
-                process_cpu(process.pid),
-                endpoint.requests(),
-                process_cpu(endpoint.pid),
-            )
+            if event["event"] == "message.done":
+                outcomes[event["outcome"]] += 1
+            if event["event"] == "worker.started" or sum(outcomes.values()) == messages:
+                mark = "start" if event["event"] == "worker.started" else "end"
+                cpu, server = process_cpu(process.pid), process_cpu(endpoint.pid)
+                marks[mark] = (event["timestamp"], cpu, endpoint.requests(), server)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     watchdog.cancel()
@@ -280,25 +248,18 @@ def run_worker(
         run.problems.append(f"exit {process.returncode}: {stderr.read().decode()[-2000:]}")
     if outcomes != Counter({"acked": messages}):
         run.problems.append(f"outcomes {dict(outcomes)}")
-    if started_at is None or done_at is None or "start" not in marks or "end" not in marks:
+    if "start" not in marks or "end" not in marks:
         run.problems.append("no complete window in the worker's log")
         return run
-    run.window_s = (
-        datetime.fromisoformat(done_at) - datetime.fromisoformat(started_at)
-    ).total_seconds()
-    run.cpu_s = marks["end"][0] - marks["start"][0]
-    run.requests = dict(marks["end"][1] - marks["start"][1])
-    run.server_cpu_s = marks["end"][2] - marks["start"][2]
-    del server_before
+    (t0, cpu0, req0, srv0), (t1, cpu1, req1, srv1) = marks["start"], marks["end"]
+    run.window_s = (datetime.fromisoformat(t1) - datetime.fromisoformat(t0)).total_seconds()
+    run.cpu_s, run.requests, run.server_cpu_s = cpu1 - cpu0, dict(req1 - req0), srv1 - srv0
     return run
 
 
 def backlog(client: Any, url: str) -> dict[str, str]:
-    names = [
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesNotVisible",
-        "ApproximateNumberOfMessagesDelayed",
-    ]
+    kinds = ("Messages", "MessagesNotVisible", "MessagesDelayed")
+    names = ["ApproximateNumberOf" + kind for kind in kinds]
     attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
     return {k: v for k, v in attributes.items() if v != "0"}
 
@@ -310,126 +271,105 @@ class Scenario:
     endpoint: str  # "moto" or "fake"
     messages: int
     seconds: float  # each job's simulated I/O
-    rate_target: float  # worker's messages/s over the loop's, at least
-    cpu_target: float | None  # worker's CPU per message over the loop's, at most
+    rate_target: float  # the worker's messages/s over the loop's, at least
+    cpu_target: float | None  # the worker's CPU per message over the loop's, at most
 
 
-def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, Run]:
+def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, list[Run]]:
     endpoint: Endpoint = MotoProcess() if scenario.endpoint == "moto" else FakeSqsProcess()
+    runs: dict[str, list[Run]] = {"loop": [], "worker": []}
     try:
         client = sqs_client(endpoint.url)
-        runs: dict[str, Run] = {}
-        for who in ("loop", "worker"):
-            name = f"bench-{scenario.key}-{who}-{int(time.time())}"
-            print(f"  filling {name} with {scenario.messages} messages", flush=True)
-            url = fill(client, name, scenario.messages, scenario.seconds)
-            time.sleep(0.5)  # let the filler's own work settle first
-            if who == "loop":
-                run = run_loop(client, url, endpoint, scenario.messages, scenario.seconds)
-            else:
-                extra = dict(item.split("=", 1) for item in args.worker_env)
-                run = run_worker(url, endpoint, scenario.messages, extra, args.timeout)
-            left = backlog(client, url)
-            if left:
-                run.problems.append(f"queue not empty afterwards: {left}")
-            print(f"  {who}: {run.rate:.0f} msgs/s in {run.window_s:.2f} s", flush=True)
-            runs[who] = run
-        return runs
+        for attempt in range(args.repeat):
+            for who, into in runs.items():
+                name = f"bench-{scenario.key}-{who}-{attempt}-{int(time.time())}"
+                url = fill(client, name, scenario.messages, scenario.seconds)
+                time.sleep(0.5)  # let the filling settle first
+                if who == "loop":
+                    run = run_loop(client, url, endpoint, scenario.messages)
+                else:
+                    run = run_worker(url, endpoint, scenario.messages, args)
+                left = backlog(client, url)
+                if left:
+                    run.problems.append(f"queue not empty afterwards: {left}")
+                print(f"  {who:6} {run.rate:7.0f} msgs/s {run.cpu_ms:7.3f} CPU ms/msg", flush=True)
+                into.append(run)
     finally:
         endpoint.stop()
+    return runs
 
 
-def ratio(ours: float, theirs: float) -> float:
-    return ours / theirs if theirs else float("inf")
+def report(scenario: Scenario, loops: list[Run], workers: list[Run]) -> dict[str, Any]:
+    """Print medians over the repeats, the ratios and the targets; return them as a record."""
 
+    def median(runs: list[Run], figure: str) -> float:
+        return float(statistics.median(getattr(run, figure) for run in runs))
 
-def report(scenario: Scenario, loop: Run, worker: Run) -> dict[str, Any]:
-    rate = ratio(worker.rate, loop.rate)
-    cpu = ratio(worker.cpu_ms_per_message, loop.cpu_ms_per_message)
-    req = ratio(worker.requests_per_message, loop.requests_per_message)
-    checks = [("msgs/s", rate, f">= {scenario.rate_target:g}x", rate >= scenario.rate_target)]
+    figures = ("rate", "cpu_ms", "req", "window_s", "server_busy")
+    loop = {f: median(loops, f) for f in figures}
+    ours = {f: median(workers, f) for f in figures}
+    ratios = {f: ours[f] / loop[f] if loop[f] else float("inf") for f in ("rate", "cpu_ms", "req")}
+    checks = [("msgs/s", ratios["rate"], ">=", scenario.rate_target)]
     if scenario.cpu_target is not None:
-        checks.append(
-            ("CPU ms/msg", cpu, f"<= {scenario.cpu_target:g}x", cpu <= scenario.cpu_target)
-        )
-    checks.append(("req/msg", req, "<= 1x", req <= 1.0))
-    print(f"\n({scenario.key}) {scenario.title}")
+        checks.append(("CPU ms/msg", ratios["cpu_ms"], "<=", scenario.cpu_target))
+    checks.append(("req/msg", ratios["req"], "<=", 1.0))
+    repeats = f", median of {len(loops)}" if len(loops) > 1 else ""
+    print(f"\n({scenario.key}) {scenario.title}{repeats}")
     print(f"  {'':18}{'msgs/s':>9}{'CPU ms/msg':>12}{'req/msg':>9}{'window s':>10}{'server':>8}")
-    for label, run in (("plain boto3 loop", loop), ("worker", worker)):
+    for label, row in (("plain boto3 loop", loop), ("worker", ours)):
         print(
-            f"  {label:18}{run.rate:>9.0f}{run.cpu_ms_per_message:>12.3f}"
-            f"{run.requests_per_message:>9.3f}{run.window_s:>10.2f}{run.server_busy:>8.0%}"
+            f"  {label:18}{row['rate']:>9.0f}{row['cpu_ms']:>12.3f}{row['req']:>9.3f}"
+            f"{row['window_s']:>10.2f}{row['server_busy']:>8.0%}"
         )
-    print(f"  {'worker / loop':18}{rate:>8.2f}x{cpu:>11.2f}x{req:>8.2f}x")
-    for label, run in (("loop", loop), ("worker", worker)):
-        whole = (
-            f", whole process {run.cpu_total_s:.2f} s CPU" if run.cpu_total_s is not None else ""
-        )
-        print(f"  {label} requests in window {run.requests}; whole run {run.requests_total}{whole}")
-        for problem in run.problems:
+    r = ratios
+    print(f"  {'worker / loop':18}{r['rate']:>8.2f}x{r['cpu_ms']:>11.2f}x{r['req']:>8.2f}x")
+    for label, runs in (("loop", loops), ("worker", workers)):
+        last = runs[-1]
+        print(f"  {label} requests in window {last.requests}; whole run {last.requests_total}")
+        for problem in (p for run in runs for p in run.problems):
             print(f"  {label} PROBLEM: {problem}")
-    for name, value, target, met in checks:
-        print(f"  target {name:11}{value:7.2f}x  {target:8} {'met' if met else 'MISSED'}")
+    met = []
+    for name, value, sense, target in checks:
+        ok = value >= target if sense == ">=" else value <= target
+        met.append(ok)
+        print(f"  target {name:11}{value:7.2f}x  {sense} {target:g}x  {'met' if ok else 'MISSED'}")
+    problems = any(run.problems for run in (*loops, *workers))
     return {
         "scenario": asdict(scenario),
-        "loop": loop.summary(),
-        "worker": worker.summary(),
-        "checks": [
-            {"check": n, "ratio": round(v, 3), "target": t, "met": m} for n, v, t, m in checks
-        ],
-        "ok": all(m for *_, m in checks) and not loop.problems and not worker.problems,
+        "loop": [run.summary() for run in loops],
+        "worker": [run.summary() for run in workers],
+        "ratios": ratios,
+        "targets_met": all(met) and not problems,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--moto", type=int, default=200, help="messages in (a), on moto (200)")
-    parser.add_argument("--noop", type=int, default=20_000, help="no-op messages in (b) (20,000)")
-    parser.add_argument("--io", type=int, default=2_000, help="messages in (c) (2,000)")
-    parser.add_argument(
-        "--io-seconds", type=float, default=0.02, help="simulated I/O per job in (c)"
-    )
-    parser.add_argument("--quick", action="store_true", help="smaller runs: 100 / 2,000 / 300")
-    parser.add_argument("--only", default="abc", help="scenarios to run, for example 'bc'")
-    parser.add_argument(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="VAR=VALUE",
-        help="extra environment for the worker (repeatable), e.g. WORKER_CONCURRENCY=32",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=600, help="seconds before a worker is killed"
-    )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    add = parser.add_argument
+    add("--moto", type=int, default=200, help="messages in (a), on moto (200)")
+    add("--noop", type=int, default=20_000, help="no-op messages in (b) (20,000)")
+    add("--io", type=int, default=2_000, help="messages in (c) (2,000)")
+    add("--io-seconds", type=float, default=0.02, help="simulated I/O of each job in (c)")
+    add("--quick", action="store_true", help="smaller runs: 100 / 2,000 / 300 messages")
+    add("--only", default="abc", help="the scenarios to run, for example 'bc'")
+    add("--repeat", type=int, default=1, help="run each pair this often; report the medians")
+    add("--worker-env", action="append", default=[], metavar="VAR=VALUE",
+        help="extra environment for the worker (repeatable), e.g. WORKER_CONCURRENCY=32")
+    add("--worker-root", type=Path, help="run the worker from this checkout (before/after)")
+    add("--timeout", type=float, default=600, help="seconds before a worker is killed")
+    add("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.moto, args.noop, args.io = 100, 2_000, 300
+    io_title = f"{args.io} jobs awaiting {args.io_seconds * 1000:g} ms"
     scenarios = [
-        Scenario(
-            "a",
-            f"moto server, {args.moto} no-op jobs (moto-bound: not slower)",
-            "moto",
-            args.moto,
-            0.0,
-            1.0,
-            None,
-        ),
-        Scenario("b", f"in-memory SQS, {args.noop} no-op jobs", "fake", args.noop, 0.0, 1.5, 1.2),
-        Scenario(
-            "c",
-            f"in-memory SQS, {args.io} jobs awaiting {args.io_seconds * 1000:g} ms",
-            "fake",
-            args.io,
-            args.io_seconds,
-            10.0,
-            None,
-        ),
+        Scenario("a", f"moto, {args.moto} no-op jobs (moto-bound)", "moto", args.moto, 0, 1, None),
+        Scenario("b", f"in-memory SQS, {args.noop} no-op jobs", "fake", args.noop, 0, 1.5, 1.2),
+        Scenario("c", f"in-memory SQS, {io_title}", "fake", args.io, args.io_seconds, 10.0, None),
     ]
-    print(
-        f"bench/drain.py: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-        f"worker env: {' '.join(args.worker_env) or 'defaults'}"
-    )
+    settings = " ".join(args.worker_env) or "its defaults"
+    print(f"bench/drain.py: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+          f"worker from {args.worker_root or ROOT} with {settings}")
     print(HOW)
     records = []
     for scenario in scenarios:
@@ -437,12 +377,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n== ({scenario.key}) {scenario.title}", flush=True)
             runs = run_scenario(scenario, args)
             records.append(report(scenario, runs["loop"], runs["worker"]))
-    print(
-        f"\nload average at the end {os.getloadavg()[0]:.2f} (the CPUs are shared with other work)"
-    )
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end (the CPUs are shared with others)")
     if args.json:
         args.json.write_text(json.dumps(records, indent=2))
-    return 0 if all(record["ok"] for record in records) else 1
+    return 0 if all(record["targets_met"] for record in records) else 1
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """A minimal in-memory SQS endpoint (JSON protocol) for benchmarks, run as its own process.
 
-It answers exactly the calls the worker and the bench make, so that the client, not the
-server, is what a benchmark measures (moto slows down as a queue deepens):
-CreateQueue, GetQueueUrl, GetQueueAttributes, SendMessage(Batch), ReceiveMessage (long poll,
-VisibilityTimeout, system and message attributes), DeleteMessageBatch,
-ChangeMessageVisibility(Batch). Visibility timeouts and DelaySeconds are honoured; a receipt
-handle is valid for the latest receive only. Signatures are not checked.
+It answers exactly the calls the worker and the bench make, so that a benchmark measures the
+client, not the server (moto slows down as a queue deepens): CreateQueue, GetQueueUrl,
+GetQueueAttributes, SendMessage(Batch), ReceiveMessage (long poll, VisibilityTimeout, system
+and message attributes), DeleteMessage(Batch), ChangeMessageVisibility(Batch). Visibility
+timeouts and DelaySeconds are honoured; a receipt handle is valid for its latest receive only.
+Signatures are not checked. With `--forward URL` it serves no queues itself but passes every
+request on to URL (a moto server) and only counts them.
 
-`GET /_bench/stats` returns the requests counted per operation and the server's own CPU time.
+Requests are counted per operation when answered (a long poll still waiting is not counted
+yet), empty receives apart; `GET /_bench/stats` returns the counts and the process's CPU time.
 
-    python bench/fake_sqs.py [--port 0]     # prints "listening http://127.0.0.1:PORT"
+    python bench/fake_sqs.py [--port 0] [--forward http://127.0.0.1:5000]
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter, deque
@@ -33,23 +36,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ACCOUNT = "000000000000"
-_TYPE_PREFIX = "com.amazonaws.sqs#"
-_STATUS_TEXT = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
+EMPTY_RECEIVE = "ReceiveMessage (empty)"
+_SEQUENCE = itertools.count()
 
 
 class SqsError(Exception):
-    """An error answer: shape name (JSON `__type`) and the query-compatible code."""
+    """An error answer: its shape name (JSON `__type`) and its query-compatible code."""
 
-    def __init__(self, shape: str, query_code: str, message: str, *, sender: bool = True) -> None:
+    def __init__(self, shape: str, code: str, message: str) -> None:
         super().__init__(message)
-        self.shape, self.query_code, self.message, self.sender = shape, query_code, message, sender
+        self.shape, self.code, self.message = shape, code, message
 
 
 def _no_queue() -> SqsError:
     return SqsError(
-        "QueueDoesNotExist",
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "The specified queue does not exist.",
+        "QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue", "The queue does not exist."
     )
 
 
@@ -61,8 +62,8 @@ class Message:
     attributes: dict[str, Any]
     sent_ms: int
     receive_count: int = 0
-    receipt: str | None = None
-    visible_at: float = 0.0  # monotonic time; 0 while visible
+    receipt: str | None = None  # set while in flight
+    visible_at: float = 0.0  # monotonic time it becomes visible; 0 while visible
     deleted: bool = False
 
 
@@ -71,29 +72,23 @@ class Queue:
     name: str
     url: str
     attributes: dict[str, str]
-    created: int = field(default_factory=lambda: int(time.time()))
     visible: deque[Message] = field(default_factory=deque)
-    # (visible_at, seq, message) for in-flight and delayed messages; stale entries are
-    # skipped by comparing visible_at, so a visibility change is O(log n).
+    # (visible_at, seq, message) of in-flight and delayed messages. A visibility change pushes
+    # a new entry; stale ones are skipped by comparing visible_at, so each change is O(log n).
     timed: list[tuple[float, int, Message]] = field(default_factory=list)
     in_flight: int = 0
     delayed: int = 0
     receipts: dict[str, Message] = field(default_factory=dict)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
-    @property
-    def default_visibility(self) -> int:
-        return int(self.attributes.get("VisibilityTimeout", "30"))
-
     def promote(self, now: float) -> None:
         """Make visible every in-flight or delayed message whose time has come."""
         woke = False
         while self.timed and self.timed[0][0] <= now:
             when, _, message = heapq.heappop(self.timed)
-            if message.deleted or message.visible_at != when:
-                continue  # a stale entry: deleted or re-timed since
-            self._make_visible(message)
-            woke = True
+            if not message.deleted and message.visible_at == when:
+                self._make_visible(message)
+                woke = True
         if woke:
             self.wake()
 
@@ -102,35 +97,26 @@ class Queue:
             self.delayed -= 1
         else:
             self.in_flight -= 1
-            self.receipts.pop(message.receipt, None)
+            del self.receipts[message.receipt]
             message.receipt = None
         message.visible_at = 0.0
         self.visible.append(message)
 
-    def schedule(self, message: Message, when: float) -> None:
+    def _schedule(self, message: Message, when: float) -> None:
         message.visible_at = when
         heapq.heappush(self.timed, (when, next(_SEQUENCE), message))
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
         for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def next_due(self) -> float | None:
-        return self.timed[0][0] if self.timed else None
+            _resolve(waiter)
 
     def add(self, body: str, attributes: dict[str, Any], delay: int) -> Message:
-        message = Message(
-            message_id=str(uuid.uuid4()),
-            body=body,
-            md5=hashlib.md5(body.encode()).hexdigest(),
-            attributes=attributes,
-            sent_ms=int(time.time() * 1000),
-        )
+        md5 = hashlib.md5(body.encode()).hexdigest()
+        message = Message(str(uuid.uuid4()), body, md5, attributes, int(time.time() * 1000))
         if delay > 0:
             self.delayed += 1
-            self.schedule(message, time.monotonic() + delay)
+            self._schedule(message, time.monotonic() + delay)
         else:
             self.visible.append(message)
             self.wake()
@@ -144,92 +130,64 @@ class Queue:
             message.receipt = f"{message.message_id}#{message.receive_count}"
             self.receipts[message.receipt] = message
             self.in_flight += 1
-            if visibility > 0:
-                self.schedule(message, now + visibility)
-            else:  # visibility 0: received and visible again at once
-                self._make_visible(message)
+            self._schedule(message, now + visibility)
             taken.append(message)
         return taken
 
     def held(self, receipt: str) -> Message:
         message = self.receipts.get(receipt)
-        if message is None or message.deleted:
-            raise SqsError(
-                "ReceiptHandleIsInvalid", "ReceiptHandleIsInvalid", f"unknown receipt {receipt}"
-            )
+        if message is None:
+            code = "ReceiptHandleIsInvalid"
+            raise SqsError(code, code, f"not held: {receipt}")
         return message
 
     def delete(self, receipt: str) -> None:
         message = self.held(receipt)
         message.deleted = True
-        self.receipts.pop(receipt, None)
+        del self.receipts[receipt]
         self.in_flight -= 1
 
     def change_visibility(self, receipt: str, seconds: int, now: float) -> None:
         message = self.held(receipt)
-        if seconds <= 0:
+        if seconds > 0:
+            self._schedule(message, now + seconds)
+        else:
             self._make_visible(message)
             self.wake()
-        else:
-            self.schedule(message, now + seconds)
-
-
-_SEQUENCE = itertools.count()
 
 
 class FakeSqs:
-    """The queues and the operations on them; `handle` maps one JSON request to its answer."""
+    """The queues and the operations on them, one method per SQS operation."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
         self.queues: dict[str, Queue] = {}
-        self.requests: Counter[str] = Counter()
-        self._ops: dict[str, Callable[[dict[str, Any]], Any]] = {
-            "CreateQueue": self.create_queue,
-            "GetQueueUrl": self.get_queue_url,
-            "GetQueueAttributes": self.get_queue_attributes,
-            "SendMessage": self.send_message,
-            "SendMessageBatch": self.send_message_batch,
-            "ReceiveMessage": self.receive_message,
-            "DeleteMessageBatch": self.delete_message_batch,
-            "DeleteMessage": self.delete_message,
-            "ChangeMessageVisibility": self.change_message_visibility,
-            "ChangeMessageVisibilityBatch": self.change_message_visibility_batch,
-        }
 
     async def handle(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
-        self.requests[operation] += 1
-        op = self._ops.get(operation)
-        if op is None:
-            raise SqsError(
-                "UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", operation
-            )
-        result = op(request)
-        if asyncio.iscoroutine(result):
-            result = await result
-        return dict(result)
+        method = getattr(self, "op_" + operation, None)
+        if method is None:
+            code = "AWS.SimpleQueueService.UnsupportedOperation"
+            raise SqsError("UnsupportedOperation", code, operation)
+        result = method(request)
+        return dict(await result if asyncio.iscoroutine(result) else result)
 
     def _queue(self, request: dict[str, Any]) -> Queue:
-        url = str(request.get("QueueUrl", ""))
-        queue = self.queues.get(url.rstrip("/").rsplit("/", 1)[-1])
+        queue = self.queues.get(str(request.get("QueueUrl", "")).rstrip("/").rsplit("/", 1)[-1])
         if queue is None:
             raise _no_queue()
         return queue
 
-    def create_queue(self, request: dict[str, Any]) -> dict[str, Any]:
+    def op_CreateQueue(self, request: dict[str, Any]) -> dict[str, Any]:
         name = str(request["QueueName"])
         if name not in self.queues:
-            url = f"{self.base_url}/{ACCOUNT}/{name}"
-            self.queues[name] = Queue(name, url, dict(request.get("Attributes") or {}))
+            attributes = {"VisibilityTimeout": "30", **(request.get("Attributes") or {})}
+            self.queues[name] = Queue(name, f"{self.base_url}/{ACCOUNT}/{name}", attributes)
         return {"QueueUrl": self.queues[name].url}
 
-    def get_queue_url(self, request: dict[str, Any]) -> dict[str, Any]:
-        queue = self.queues.get(str(request.get("QueueName")))
-        if queue is None:
-            raise _no_queue()
-        return {"QueueUrl": queue.url}
+    def op_GetQueueUrl(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"QueueUrl": self._queue({"QueueUrl": request.get("QueueName", "")}).url}
 
-    def get_queue_attributes(self, request: dict[str, Any]) -> dict[str, Any]:
+    def op_GetQueueAttributes(self, request: dict[str, Any]) -> dict[str, Any]:
         queue = self._queue(request)
         queue.promote(time.monotonic())
         every = {
@@ -238,45 +196,27 @@ class FakeSqs:
             "ApproximateNumberOfMessages": str(len(queue.visible)),
             "ApproximateNumberOfMessagesNotVisible": str(queue.in_flight),
             "ApproximateNumberOfMessagesDelayed": str(queue.delayed),
-            "VisibilityTimeout": str(queue.default_visibility),
-            "CreatedTimestamp": str(queue.created),
         }
         names = request.get("AttributeNames") or []
-        if "All" not in names:
-            every = {k: v for k, v in every.items() if k in names}
-        return {"Attributes": every}
+        return {"Attributes": {k: v for k, v in every.items() if "All" in names or k in names}}
 
-    def send_message(self, request: dict[str, Any]) -> dict[str, Any]:
-        queue = self._queue(request)
-        message = queue.add(
-            str(request["MessageBody"]),
-            dict(request.get("MessageAttributes") or {}),
-            int(request.get("DelaySeconds") or 0),
-        )
+    def op_SendMessage(self, request: dict[str, Any]) -> dict[str, Any]:
+        message = _add(self._queue(request), request)
         return {"MessageId": message.message_id, "MD5OfMessageBody": message.md5}
 
-    def send_message_batch(self, request: dict[str, Any]) -> dict[str, Any]:
+    def op_SendMessageBatch(self, request: dict[str, Any]) -> dict[str, Any]:
         queue = self._queue(request)
         done = []
         for entry in request.get("Entries", []):
-            message = queue.add(
-                str(entry["MessageBody"]),
-                dict(entry.get("MessageAttributes") or {}),
-                int(entry.get("DelaySeconds") or 0),
-            )
-            done.append(
-                {
-                    "Id": entry["Id"],
-                    "MessageId": message.message_id,
-                    "MD5OfMessageBody": message.md5,
-                }
-            )
+            message = _add(queue, entry)
+            sent = {"MessageId": message.message_id, "MD5OfMessageBody": message.md5}
+            done.append({"Id": entry["Id"], **sent})
         return {"Successful": done, "Failed": []}
 
-    async def receive_message(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def op_ReceiveMessage(self, request: dict[str, Any]) -> dict[str, Any]:
         queue = self._queue(request)
         most = int(request.get("MaxNumberOfMessages") or 1)
-        visibility = int(request.get("VisibilityTimeout", queue.default_visibility))
+        visibility = int(request.get("VisibilityTimeout", queue.attributes["VisibilityTimeout"]))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + int(request.get("WaitTimeSeconds") or 0)
         while True:
@@ -287,9 +227,8 @@ class FakeSqs:
             if taken or remaining <= 0:
                 break
             # Sleep until a message arrives, the next lease runs out, or the poll ends.
-            due = queue.next_due()
-            if due is not None:
-                remaining = min(remaining, max(0.0, due - now) + 0.001)
+            if queue.timed:
+                remaining = min(remaining, max(0.0, queue.timed[0][0] - now) + 0.001)
             waiter = loop.create_future()
             queue.waiters.append(waiter)
             timer = loop.call_later(remaining, _resolve, waiter)
@@ -297,30 +236,27 @@ class FakeSqs:
                 await waiter
             finally:
                 timer.cancel()
-        system = set(
-            request.get("MessageSystemAttributeNames") or request.get("AttributeNames") or []
-        )
+        system = set(request.get("MessageSystemAttributeNames") or [])
+        system |= set(request.get("AttributeNames") or [])  # the older name of the same
         wanted = set(request.get("MessageAttributeNames") or [])
         return {"Messages": [_render(m, system, wanted) for m in taken]}
 
-    def delete_message(self, request: dict[str, Any]) -> dict[str, Any]:
+    def op_DeleteMessage(self, request: dict[str, Any]) -> dict[str, Any]:
         self._queue(request).delete(str(request["ReceiptHandle"]))
         return {}
 
-    def delete_message_batch(self, request: dict[str, Any]) -> dict[str, Any]:
+    def op_DeleteMessageBatch(self, request: dict[str, Any]) -> dict[str, Any]:
         queue = self._queue(request)
         return _batch(request, lambda entry: queue.delete(str(entry["ReceiptHandle"])))
 
-    def change_message_visibility(self, request: dict[str, Any]) -> dict[str, Any]:
-        queue = self._queue(request)
-        queue.change_visibility(
-            str(request["ReceiptHandle"]), int(request["VisibilityTimeout"]), time.monotonic()
-        )
+    def op_ChangeMessageVisibility(self, request: dict[str, Any]) -> dict[str, Any]:
+        seconds = int(request["VisibilityTimeout"])
+        receipt, now = str(request["ReceiptHandle"]), time.monotonic()
+        self._queue(request).change_visibility(receipt, seconds, now)
         return {}
 
-    def change_message_visibility_batch(self, request: dict[str, Any]) -> dict[str, Any]:
-        queue = self._queue(request)
-        now = time.monotonic()
+    def op_ChangeMessageVisibilityBatch(self, request: dict[str, Any]) -> dict[str, Any]:
+        queue, now = self._queue(request), time.monotonic()
         return _batch(
             request,
             lambda e: queue.change_visibility(
@@ -328,21 +264,15 @@ class FakeSqs:
             ),
         )
 
-    def stats(self) -> dict[str, Any]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {
-            "requests": dict(self.requests),
-            "cpu_s": usage.ru_utime + usage.ru_stime,
-            "queues": {
-                name: {"visible": len(q.visible), "in_flight": q.in_flight, "delayed": q.delayed}
-                for name, q in self.queues.items()
-            },
-        }
-
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _add(queue: Queue, entry: dict[str, Any]) -> Message:
+    attributes = dict(entry.get("MessageAttributes") or {})
+    return queue.add(str(entry["MessageBody"]), attributes, int(entry.get("DelaySeconds") or 0))
 
 
 def _batch(request: dict[str, Any], apply: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
@@ -352,12 +282,7 @@ def _batch(request: dict[str, Any], apply: Callable[[dict[str, Any]], None]) -> 
             apply(entry)
         except SqsError as exc:
             failed.append(
-                {
-                    "Id": entry["Id"],
-                    "SenderFault": exc.sender,
-                    "Code": exc.query_code,
-                    "Message": exc.message,
-                }
+                {"Id": entry["Id"], "SenderFault": True, "Code": exc.code, "Message": exc.message}
             )
         else:
             successful.append({"Id": entry["Id"]})
@@ -365,126 +290,147 @@ def _batch(request: dict[str, Any], apply: Callable[[dict[str, Any]], None]) -> 
 
 
 def _render(message: Message, system: set[str], wanted: set[str]) -> dict[str, Any]:
-    every = "All" in system
-    attributes = {}
-    if every or "ApproximateReceiveCount" in system:
-        attributes["ApproximateReceiveCount"] = str(message.receive_count)
-    if every or "SentTimestamp" in system:
-        attributes["SentTimestamp"] = str(message.sent_ms)
     rendered: dict[str, Any] = {
         "MessageId": message.message_id,
         "ReceiptHandle": message.receipt,
         "MD5OfBody": message.md5,
         "Body": message.body,
     }
+    every = "All" in system
+    attributes = {}
+    if every or "ApproximateReceiveCount" in system:
+        attributes["ApproximateReceiveCount"] = str(message.receive_count)
+    if every or "SentTimestamp" in system:
+        attributes["SentTimestamp"] = str(message.sent_ms)
     if attributes:
         rendered["Attributes"] = attributes
-    if message.attributes and wanted:
-        everything = bool(wanted & {"All", ".*"})
-        chosen = {k: v for k, v in message.attributes.items() if everything or k in wanted}
-        if chosen:
-            rendered["MessageAttributes"] = chosen
+    everything = bool(wanted & {"All", ".*"})
+    chosen = {k: v for k, v in message.attributes.items() if everything or k in wanted}
+    if chosen:
+        rendered["MessageAttributes"] = chosen
     return rendered
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection: read a request, answer it, repeat."""
+async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, str], bytes]:
+    """One HTTP/1.1 request or response: raw head, lower-cased headers, body."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    headers = {}
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            chunks.append((await reader.readexactly(size + 2))[:-2])
+        await reader.readuntil(b"\r\n")
+        headers.pop("transfer-encoding")
+        return head, headers, b"".join(chunks)
+    length = int(headers.get("content-length", "0"))
+    return head, headers, (await reader.readexactly(length) if length else b"")
 
-    def __init__(
-        self, sqs: FakeSqs, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self._sqs, self._reader, self._writer = sqs, reader, writer
 
-    async def serve(self) -> None:
+class Server:
+    """The HTTP shell: keep-alive connections, one request at a time, counted when answered."""
+
+    def __init__(self, sqs: FakeSqs | None, forward: str | None) -> None:
+        self.sqs, self.forward = sqs, urllib.parse.urlsplit(forward) if forward else None
+        self.requests: Counter[str] = Counter()
+
+    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while True:
-                try:
-                    head = await self._reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                request_line, _, header_block = head.decode("latin-1").partition("\r\n")
-                headers = {}
-                for line in header_block.split("\r\n"):
-                    name, sep, value = line.partition(":")
-                    if sep:
-                        headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0"))
-                body = await self._reader.readexactly(length) if length else b""
-                status, payload, extra = await self._answer(request_line, headers, body)
-                self._write(status, payload, extra)
+                head, headers, body = await _read_message(reader)
+                operation = headers.get("x-amz-target", "").removeprefix("AmazonSQS.")
+                if head.startswith(b"GET /_bench/stats "):
+                    status, answer, extra = 200, json.dumps(self.stats()).encode(), {}
+                elif self.forward is not None:
+                    if upstream is None:
+                        upstream = await asyncio.open_connection(
+                            self.forward.hostname, self.forward.port, limit=2**24
+                        )
+                    upstream[1].write(head + body)
+                    up_head, up_headers, answer = await _read_message(upstream[0])
+                    status = int(up_head.split(b" ", 2)[1])
+                    if up_headers.get("connection", "").lower() == "close":  # as moto answers
+                        upstream[1].close()
+                        upstream = None
+                    extra = {k: v for k, v in up_headers.items() if k.startswith("x-amz")}
+                else:
+                    status, answer, extra = await self._answer(operation, body)
+                self._count(operation, status, answer)
+                _write(writer, status, answer, extra)
         except (asyncio.IncompleteReadError, ConnectionError):
             return
         finally:
-            self._writer.close()
+            writer.close()
+            if upstream is not None:
+                upstream[1].close()
 
-    async def _answer(
-        self, request_line: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, bytes, dict[str, str]]:
-        method, path = request_line.split(" ")[:2]
-        if method == "GET" and path == "/_bench/stats":
-            return 200, json.dumps(self._sqs.stats()).encode(), {}
-        target = headers.get("x-amz-target", "")
-        if not target.startswith("AmazonSQS."):
-            return 404, b'{"message": "only the SQS JSON protocol is spoken here"}', {}
+    async def _answer(self, operation: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        assert self.sqs is not None
         try:
-            result = await self._sqs.handle(target[len("AmazonSQS.") :], json.loads(body or b"{}"))
+            result = await self.sqs.handle(operation, json.loads(body or b"{}"))
         except SqsError as exc:
-            error = {"__type": _TYPE_PREFIX + exc.shape, "message": exc.message}
-            fault = "Sender" if exc.sender else "Receiver"
-            return (
-                400,
-                json.dumps(error).encode(),
-                {"x-amzn-query-error": f"{exc.query_code};{fault}"},
-            )
+            error = {"__type": "com.amazonaws.sqs#" + exc.shape, "message": exc.message}
+            return 400, json.dumps(error).encode(), {"x-amzn-query-error": f"{exc.code};Sender"}
         return 200, json.dumps(result).encode(), {}
 
-    def _write(self, status: int, payload: bytes, extra: dict[str, str]) -> None:
-        lines = [
-            f"HTTP/1.1 {status} {_STATUS_TEXT.get(status, 'Error')}",
-            "Content-Type: application/x-amz-json-1.0",
-            f"Content-Length: {len(payload)}",
-            f"x-amzn-RequestId: {uuid.uuid4()}",
-            *(f"{k}: {v}" for k, v in extra.items()),
-        ]
-        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+    def _count(self, operation: str, status: int, answer: bytes) -> None:
+        if not operation:
+            return
+        self.requests[operation] += 1
+        receive = operation == "ReceiveMessage" and status == 200
+        if receive and not json.loads(answer).get("Messages"):
+            self.requests[EMPTY_RECEIVE] += 1
+
+    def stats(self) -> dict[str, Any]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"requests": dict(self.requests), "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
-async def serve(host: str, port: int) -> None:
-    holder: list[FakeSqs] = []
+def _write(
+    writer: asyncio.StreamWriter, status: int, payload: bytes, extra: dict[str, str]
+) -> None:
+    lines = [
+        f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}",
+        "Content-Type: application/x-amz-json-1.0",
+        f"Content-Length: {len(payload)}",
+        f"x-amzn-RequestId: {uuid.uuid4()}",
+        *(f"{k}: {v}" for k, v in extra.items() if k != "x-amzn-requestid"),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await Connection(holder[0], reader, writer).serve()
 
-    server = await asyncio.start_server(on_connect, host, port, limit=2**22)
-    bound = server.sockets[0].getsockname()[1]
-    holder.append(FakeSqs(f"http://{host}:{bound}"))
-    print(f"listening http://{host}:{bound}", flush=True)
-    async with server:
-        await server.serve_forever()
+async def serve(host: str, port: int, forward: str | None) -> None:
+    server = Server(None, forward)
+    listener = await asyncio.start_server(server.connection, host, port, limit=2**24)
+    url = f"http://{host}:{listener.sockets[0].getsockname()[1]}"
+    server.sqs = None if forward else FakeSqs(url)
+    print(f"listening {url}", flush=True)
+    async with listener:
+        await listener.serve_forever()
 
 
 class FakeSqsProcess:
-    """This module run as a child process: its address, request counters and pid."""
+    """This module run as a child process: its address, its request counts, its pid."""
 
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, __file__], stdout=subprocess.PIPE, text=True
-        )
+    def __init__(self, forward: str | None = None) -> None:
+        command = [sys.executable, __file__, *(["--forward", forward] if forward else [])]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line.startswith("listening "):
             self.stop()
-            raise RuntimeError(f"fake SQS did not start: {line!r}")
+            raise RuntimeError(f"bench/fake_sqs.py did not start: {line!r}")
         self.url = line.split()[1]
         self.pid = self.process.pid
 
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url + "/_bench/stats", timeout=10) as answer:
-            return dict(json.loads(answer.read()))
-
     def requests(self) -> Counter[str]:
-        """SQS requests answered so far, per operation."""
-        return Counter(self.stats()["requests"])
+        """SQS requests answered so far, per operation (empty receives also apart)."""
+        with urllib.request.urlopen(self.url + "/_bench/stats", timeout=10) as answer:
+            return Counter(json.loads(answer.read())["requests"])
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -496,9 +442,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--forward", help="count requests and pass them on to this endpoint")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, args.forward))
 
 
 if __name__ == "__main__":

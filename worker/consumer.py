@@ -24,6 +24,10 @@ from worker.stopping import StopRequest
 log = structlog.get_logger("worker.consumer")
 
 _RECEIVE_BACKOFF_MAX = 30.0
+# How long a receiver waits for running jobs to free a whole batch of slots before it receives
+# fewer. About one SQS round trip: a full batch saves a receive and a delete later, and the
+# slots of a slower job sit idle no longer than this.
+_FILL_SECONDS = 0.02
 _STATS_FIELD = {
     "acked": "succeeded",
     "dead_lettered": "dead_lettered",
@@ -55,9 +59,17 @@ class Consumer:
         self._slots = Slots(settings.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._working: set[asyncio.Task[None]] = set()
+        self._gathering = asyncio.Lock()  # one receiver gathers slots at a time
+        self._receiving = 0  # receives in flight
+        self._received_at = float("-inf")  # loop time when the last receive returned
+        self._last_received = float("-inf")
         self._idle = IdleWatch(
-            queue.counts, idle_seconds=settings.idle_exit_seconds, busy=lambda: bool(self._tasks)
+            queue.counts, idle_seconds=settings.idle_exit_seconds, busy=self._busy
         )
+
+    def _busy(self) -> bool:
+        """Jobs run here, or messages came in so recently that counting the queue is moot."""
+        return bool(self._tasks) or time.monotonic() - self._last_received < self._idle.interval
 
     async def run(self) -> str:
         """Consume until the queue is drained or a stop is requested; return why it ended."""
@@ -105,13 +117,9 @@ class Consumer:
     async def _receive_loop(self) -> None:
         failures = 0
         while True:
-            wanted = await self._slots.take(MAX_BATCH)
+            wanted = await self._take_slots()
             try:
-                messages = await self._queue.receive(
-                    max_messages=wanted,
-                    wait_seconds=self._settings.wait_seconds,
-                    visibility=self._settings.visibility_seconds,
-                )
+                messages = await self._receive(wanted)
             except JobError as exc:
                 self._slots.give(wanted)
                 failures += 1
@@ -125,8 +133,51 @@ class Consumer:
             failures = 0
             self._slots.give(wanted - len(messages))
             received_at = time.monotonic()
+            if messages:
+                self._last_received = received_at
             for message in messages:
                 self._start(message, received_at)
+
+    async def _receive(self, wanted: int) -> list[ReceivedMessage]:
+        self._receiving += 1
+        try:
+            return await self._queue.receive(
+                max_messages=wanted,
+                wait_seconds=self._settings.wait_seconds,
+                visibility=self._settings.visibility_seconds,
+            )
+        finally:
+            self._receiving -= 1
+            self._received_at = asyncio.get_running_loop().time()
+
+    async def _take_slots(self) -> int:
+        """Free slots for one receive: a whole batch when it can be had soon.
+
+        Slots that another receive in flight holds come back when it returns, so they are
+        waited for; slots that running jobs hold, for _FILL_SECONDS after the last receive
+        returned (or after the wait began).
+        """
+        async with self._gathering:  # two receivers gathering at once would split a batch
+            taken = await self._slots.take(MAX_BATCH)
+            batch = min(MAX_BATCH, self._slots.total)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + _FILL_SECONDS
+            try:
+                while taken < batch:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            taken += await self._slots.take(batch - taken)
+                    except TimeoutError:
+                        if self._receiving:
+                            deadline = loop.time() + _FILL_SECONDS
+                        elif self._received_at + _FILL_SECONDS > loop.time():
+                            deadline = self._received_at + _FILL_SECONDS
+                        else:
+                            break
+            except BaseException:
+                self._slots.give(taken)
+                raise
+            return taken
 
     def _start(self, message: ReceivedMessage, received_at: float) -> None:
         self._idle.activity()
@@ -153,16 +204,21 @@ class Consumer:
             "attempt": message.receive_count,
         }
         slot_given = False
+        # This task runs in its own copy of the context: the binding ends with it.
+        structlog.contextvars.bind_contextvars(message_id=message.message_id)
         try:
-            with structlog.contextvars.bound_contextvars(message_id=message.message_id):
-                jobs, results = await self._run_message(message)
+            jobs, results = await self._run_message(message)
             fields["job_ms"] = _ms(received_at)
             outcome = decide(results)
             self._working.discard(task)
             self._slots.give(1)
             slot_given = True
             handle = self._leases.receipt_handle(message.message_id, message.receipt_handle)
-            label, extra = await asyncio.shield(self._settler.settle(message, outcome, handle))
+            if outcome.action == "ack":  # the common case, without a task for the shield
+                extra: dict[str, Any] = {}
+                label = "acked" if await asyncio.shield(self._settler.ack(handle)) else "ack_lost"
+            else:
+                label, extra = await asyncio.shield(self._settler.settle(message, outcome, handle))
             fields.update(extra)
             self._log_done(label, jobs, results, outcome, received_at, fields)
         except asyncio.CancelledError:
@@ -198,9 +254,13 @@ class Consumer:
         started = time.monotonic()
         self._stats.jobs += 1
         timeout = self._settings.job_timeout_seconds or None
+        handler = self._handlers[job.kind]
         try:
-            async with asyncio.timeout(timeout):
-                await self._handlers[job.kind](job, facts)
+            if timeout is None:  # no deadline: no timer to set up and cancel per job
+                await handler(job, facts)
+            else:
+                async with asyncio.timeout(timeout):
+                    await handler(job, facts)
             result = JobResult(job.kind, "succeeded")
         except RetryableError as exc:
             result = JobResult(job.kind, "retryable", str(exc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -73,10 +74,9 @@ class Settler:
         self, message: ReceivedMessage, outcome: Outcome, receipt_handle: str
     ) -> tuple[str, dict[str, Any]]:
         """Apply `outcome` using the newest receipt handle; return the log label and fields."""
-        message = dataclasses.replace(message, receipt_handle=receipt_handle)
         if outcome.action == "ack":
-            ok = await self._deletes.submit(message.receipt_handle)
-            return ("acked" if ok else "ack_lost"), {}
+            return ("acked" if await self.ack(receipt_handle) else "ack_lost"), {}
+        message = dataclasses.replace(message, receipt_handle=receipt_handle)
         reason = _clip(outcome.reason or "unknown")
         exhausted = message.receive_count >= self._max_receives
         if outcome.action == "reject" or (exhausted and self._dead_letter is not None):
@@ -84,6 +84,10 @@ class Settler:
                 reason = _clip(f"gave up after {message.receive_count} attempts: {reason}")
             return await self._reject(message, reason)
         return await self._retry(message, reason)
+
+    def ack(self, receipt_handle: str) -> asyncio.Future[bool]:
+        """Delete in a batch; the future tells whether SQS deleted the message."""
+        return self._deletes.submit(receipt_handle)
 
     async def _retry(self, message: ReceivedMessage, reason: str) -> tuple[str, dict[str, Any]]:
         delay = retry_delay(message.receive_count)
