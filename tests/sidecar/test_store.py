@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -157,6 +158,51 @@ def test_a_symlink_cannot_lead_a_write_out_of_sidecar_root(world: Path) -> None:
 
 
 @pytest.mark.nfs
+def test_a_path_through_a_symlink_is_followed_inside_the_export(ganesha: Ganesha) -> None:
+    make_file(ganesha.export_dir, "real/f.dat")
+    (ganesha.export_dir / "link").symlink_to("real")
+    runner = SidecarRunner(nfs_destination(ganesha).options)
+    try:
+        runner.job("link/f.dat", results="via link")
+    finally:
+        runner.close()
+    assert read_sidecar(ganesha.export_dir / "real/f-sidecar.json")["results"] == "via link"
+
+
+@pytest.mark.nfs
+def test_a_directory_replaced_under_a_cached_handle_is_looked_up_again(ganesha: Ganesha) -> None:
+    make_file(ganesha.export_dir, "d/f.dat", b"old")
+    runner = SidecarRunner(nfs_destination(ganesha).options)
+    try:
+        runner.job("d/f.dat", message_id="m-1")  # caches the handle of d
+        replace_directory_over_nfs(ganesha.url(), "d", "f.dat", b"newer")
+        runner.job("d/f.dat", message_id="m-2")  # the cached handle is stale now
+    finally:
+        runner.close()
+    assert read_sidecar(ganesha.export_dir / "d/f-sidecar.json")["size"] == 5
+
+
+def replace_directory_over_nfs(url: str, directory: str, name: str, data: bytes) -> None:
+    """Remove and recreate a directory through another NFS client (the PyPI binding), so the
+    server itself sees the change (ganesha caches what it served, as servers do)."""
+    with warnings.catch_warnings():  # the 2016 binding imports the deprecated `imp`
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import libnfs
+
+    client = libnfs.NFS(url)
+    raw = client._nfs
+    for entry in client.listdir(f"/{directory}"):
+        if entry not in (".", ".."):
+            assert libnfs.libnfs.nfs_unlink(raw, f"/{directory}/{entry}") == 0
+    assert libnfs.libnfs.nfs_rmdir(raw, f"/{directory}") == 0
+    assert libnfs.libnfs.nfs_mkdir(raw, f"/{directory}") == 0
+    handle = client.open(f"/{directory}/{name}", "wb")
+    handle.write(bytearray(data))
+    handle.close()
+    del client
+
+
+@pytest.mark.nfs
 def test_permission_denied_names_the_uid_and_gid(ganesha: Ganesha) -> None:
     os.chmod(ganesha.export_dir, 0o755)
     make_file(ganesha.export_dir, "f.dat")
@@ -167,6 +213,35 @@ def test_permission_denied_names_the_uid_and_gid(ganesha: Ganesha) -> None:
     finally:
         runner.close()
     assert not (ganesha.export_dir / "f-sidecar.json").exists()
+
+
+def established_to(port: int) -> int:
+    """TCP connections of this machine in ESTABLISHED state whose remote end is 127.0.0.1:port."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, state = fields[2], fields[3]
+        if state == "01" and remote == f"0100007F:{port:04X}":
+            count += 1
+    return count
+
+
+@pytest.mark.nfs
+def test_connections_are_opened_once_reused_and_closed_at_exit(ganesha: Ganesha) -> None:
+    for i in range(60):
+        make_file(ganesha.export_dir, f"f{i}.dat")
+    options = nfs_destination(ganesha).options  # four connections
+    runner = SidecarRunner(options)
+
+    async def sixty_jobs() -> None:
+        await asyncio.gather(*(runner.ajob(f"f{i}.dat", message_id=f"m{i}") for i in range(60)))
+
+    try:
+        runner.loop.run(sixty_jobs())
+        assert 1 <= established_to(ganesha.nfs_port) <= options.nfs_connections
+    finally:
+        runner.close()
+    assert established_to(ganesha.nfs_port) == 0
 
 
 @pytest.mark.nfs

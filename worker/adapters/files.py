@@ -160,7 +160,7 @@ def translate(exc: OSError, step: Step, path: str, identity: str) -> JobError:
     if code in DENIED_ERRNOS:
         return PermanentError(f"permission denied {step} {path!r} as {identity} ({name})")
     if code in PERMANENT_ERRNOS:
-        return PermanentError(f"cannot write beside {path!r}: {detail}")
+        return PermanentError(f"{step} {path!r} cannot succeed: {detail}")
     if code in CONNECTION_ERRNOS:
         return RetryableError(f"file server unavailable while {step} {path!r}: {detail}")
     return RetryableError(f"{step} {path!r} failed: {detail}")

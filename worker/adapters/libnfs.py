@@ -116,14 +116,14 @@ class NfsContext:
         try:
             self._lib.nfs_set_timeout(handle, whole_seconds(timeout_ms))
             server, export = self._parse(url)
-            self._check(self._lib.nfs_mount(handle, server, export), "mount")
+            self.check(self._lib.nfs_mount(handle, server, export), "mount")
         except BaseException:
             self.close()
             raise
 
     def _parse(self, url: str) -> tuple[bytes, bytes]:
         """Parse the URL on this context (which applies its options: ports, uid, gid...)."""
-        parsed = self._lib.nfs_parse_url_dir(self._handle, url.encode())
+        parsed = self._lib.nfs_parse_url_dir(self.handle, url.encode())
         if not parsed:
             raise NfsError(errno.EINVAL, f"invalid NFS URL: {self._error()}")
         try:
@@ -133,16 +133,17 @@ class NfsContext:
             self._lib.nfs_destroy_url(parsed)
 
     @property
-    def _handle(self) -> int:
+    def handle(self) -> int:
         if self._nfs is None:
             raise NfsError(errno.EBADF, "the NFS context is closed")
         return self._nfs
 
     def _error(self) -> str:
-        message = self._lib.nfs_get_error(self._handle)
+        message = self._lib.nfs_get_error(self.handle)
         return message.decode(errors="replace") if message else "no detail from libnfs"
 
-    def _check(self, result: int, call: str) -> int:
+    def check(self, result: int, call: str) -> int:
+        """Return a non-negative result; raise NfsError for a negative errno."""
         if result < 0:
             code = -result
             raise NfsError(code, f"{call}: {self._error()} ({errno.errorcode.get(code, code)})")
@@ -150,7 +151,7 @@ class NfsContext:
 
     def stat(self, path: bytes) -> Stat:
         st = _Stat64()
-        self._check(self._lib.nfs_stat64(self._handle, path, ctypes.byref(st)), "stat")
+        self.check(self._lib.nfs_stat64(self.handle, path, ctypes.byref(st)), "stat")
         return Stat(
             mode=st.mode,
             uid=st.uid,
@@ -163,8 +164,8 @@ class NfsContext:
     def create(self, path: bytes, flags: int, mode: int) -> int:
         """Create and open a file; returns the file handle for `write_all` and `close_file`."""
         fh = _P()
-        result = self._lib.nfs_create(self._handle, path, flags, mode, ctypes.byref(fh))
-        self._check(result, "create")
+        result = self._lib.nfs_create(self.handle, path, flags, mode, ctypes.byref(fh))
+        self.check(result, "create")
         if not fh.value:
             raise NfsError(errno.EIO, "create: libnfs returned no file handle")
         return fh.value
@@ -174,24 +175,24 @@ class NfsContext:
         offset = 0
         while offset < len(data):
             chunk = data[offset:]
-            written = self._check(
-                self._lib.nfs_pwrite(self._handle, fh, offset, len(chunk), chunk), "write"
+            written = self.check(
+                self._lib.nfs_pwrite(self.handle, fh, offset, len(chunk), chunk), "write"
             )
             if written == 0:
                 raise NfsError(errno.EIO, "write: the server accepted no bytes")
             offset += written
 
     def fsync(self, fh: int) -> None:
-        self._check(self._lib.nfs_fsync(self._handle, fh), "fsync")
+        self.check(self._lib.nfs_fsync(self.handle, fh), "fsync")
 
     def close_file(self, fh: int) -> None:
-        self._check(self._lib.nfs_close(self._handle, fh), "close")
+        self.check(self._lib.nfs_close(self.handle, fh), "close")
 
     def rename(self, old: bytes, new: bytes) -> None:
-        self._check(self._lib.nfs_rename(self._handle, old, new), "rename")
+        self.check(self._lib.nfs_rename(self.handle, old, new), "rename")
 
     def unlink(self, path: bytes) -> None:
-        self._check(self._lib.nfs_unlink(self._handle, path), "unlink")
+        self.check(self._lib.nfs_unlink(self.handle, path), "unlink")
 
     def close(self) -> None:
         """Drop the connection and free the context (NFSv3 mounts hold no server state)."""

@@ -4,22 +4,36 @@ No kernel mount and no privilege, which is what Fargate allows. A context is ope
 thread's first job and reused for every later one; a connection failure closes it, and that
 thread's next job mounts afresh (so a restarted server is picked up). The calls go through
 ctypes, which releases the GIL, so the event loop never waits behind an NFS round trip.
+
+Sidecars are written by file handle (nfs3.py: four round trips once the directory's handle
+is cached for a few seconds, as kernel NFS clients cache lookups); a path through a symbolic
+link falls back to libnfs's path calls, which follow links.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
 from worker.adapters import libnfs
-from worker.adapters.files import FileFacts, Placement, Render, is_connection_error, write_beside
-from worker.errors import ConfigError, RetryableError
+from worker.adapters.files import (
+    CONNECTION_ERRNOS,
+    FileFacts,
+    Placement,
+    Render,
+    write_beside,
+)
+from worker.adapters.nfs3 import NF3DIR, NF3LNK, Attributes, Nfs3
+from worker.errors import ConfigError, JobError, RetryableError
 
 log = structlog.get_logger("worker.nfs")
 
@@ -27,10 +41,17 @@ log = structlog.get_logger("worker.nfs")
 # are on stable storage, so no COMMIT round trip is needed before the rename.
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_SYNC
 CREATE_MODE = 0o644
+DIRECTORY_TTL_S = 3.0
+# What a removed or replaced directory's cached handle can produce.
+STALE_ERRNOS = frozenset({errno.ENOENT, errno.ESTALE, errno.ENOTDIR})
+
+
+class SymlinkOnPath(Exception):
+    """A path goes through a symbolic link: only libnfs's path calls follow links."""
 
 
 class NfsOps:
-    """The FileOps of files.py on one libnfs context; paths are relative to the export."""
+    """The FileOps of files.py by path on one libnfs context (follows symbolic links)."""
 
     def __init__(self, context: libnfs.NfsContext) -> None:
         self._nfs = context
@@ -67,6 +88,107 @@ class NfsOps:
         self._nfs.unlink(self._path(path))
 
 
+class DirectoryHandles:
+    """Directory path -> NFS handle, shared by every connection, each kept DIRECTORY_TTL_S."""
+
+    def __init__(self, ttl: float = DIRECTORY_TTL_S) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._handles: dict[str, tuple[bytes, float]] = {}
+
+    def get(self, path: str) -> bytes | None:
+        with self._lock:
+            entry = self._handles.get(path)
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+
+    def put(self, path: str, handle: bytes) -> None:
+        with self._lock:
+            self._handles[path] = (handle, time.monotonic() + self._ttl)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._handles.clear()
+
+
+class HandleOps:
+    """The FileOps of files.py by handle: one NFS procedure per operation."""
+
+    def __init__(self, nfs: Nfs3, directories: DirectoryHandles) -> None:
+        self._nfs = nfs
+        self._directories = directories
+        self.used_cache = False
+
+    def _directory(self, parts: tuple[str, ...]) -> bytes:
+        if not parts:
+            return self._nfs.root
+        key = "/".join(parts)
+        cached = self._directories.get(key)
+        if cached is not None:
+            self.used_cache = True
+            return cached
+        handle, attributes = self._lookup(self._directory(parts[:-1]), parts[-1])
+        if attributes.type != NF3DIR:
+            raise libnfs.NfsError(errno.ENOTDIR, f"lookup: {key!r} is not a directory")
+        self._directories.put(key, handle)
+        return handle
+
+    def _lookup(self, directory: bytes, name: str) -> tuple[bytes, Attributes]:
+        handle, attributes = self._nfs.lookup(directory, name.encode())
+        if attributes is None:
+            attributes = self._nfs.getattr(handle)
+        if attributes.type == NF3LNK:
+            raise SymlinkOnPath(name)
+        return handle, attributes
+
+    def _split(self, path: str) -> tuple[bytes, str]:
+        *parents, name = path.split("/")
+        return self._directory(tuple(parents)), name
+
+    def stat(self, path: str) -> FileFacts:
+        _, attributes = self._lookup(*self._split(path))
+        return FileFacts(
+            size=attributes.size,
+            mtime_ns=attributes.mtime_ns,
+            ctime_ns=attributes.ctime_ns,
+            is_directory=attributes.type == NF3DIR,
+        )
+
+    def create_exclusive(self, path: str) -> bytes:
+        directory, name = self._split(path)
+        handle = self._nfs.create_guarded(directory, name.encode(), CREATE_MODE)
+        return handle if handle is not None else self._nfs.lookup(directory, name.encode())[0]
+
+    def write_all(self, handle: bytes, data: bytes) -> None:
+        offset = 0
+        while offset < len(data):
+            chunk = data[offset : offset + self._nfs.write_max]
+            written = self._nfs.write_sync(handle, offset, chunk)
+            if written == 0:
+                raise libnfs.NfsError(errno.EIO, "write: the server accepted no bytes")
+            offset += written
+
+    def flush(self, handle: bytes) -> None:
+        """Nothing to do: every WRITE was FILE_SYNC, checked in Nfs3.write_sync."""
+
+    def close(self, handle: bytes) -> None:
+        """Nothing to do: NFSv3 keeps no open state."""
+
+    def rename(self, old: str, new: str) -> None:
+        source_dir, source = self._split(old)
+        target_dir, target = self._split(new)
+        self._nfs.rename(source_dir, source.encode(), target_dir, target.encode())
+
+    def unlink(self, path: str) -> None:
+        directory, name = self._split(path)
+        self._nfs.remove(directory, name.encode())
+
+
+@dataclass(eq=False)
+class _Connection:
+    context: libnfs.NfsContext
+    raw: Nfs3
+
+
 class NfsStore:
     """The SidecarStore on an NFS export; `close()` waits for running calls, then unmounts."""
 
@@ -84,51 +206,79 @@ class NfsStore:
         self._executor = ThreadPoolExecutor(max_workers=connections, thread_name_prefix="nfs")
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._contexts: set[libnfs.NfsContext] = set()
+        self._connections: set[_Connection] = set()
+        self._directories = DirectoryHandles()
 
     async def write_beside(self, place: Placement, render: Render) -> FileFacts:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._write_beside, place, render)
 
     def _write_beside(self, place: Placement, render: Render) -> FileFacts:
-        context = self._context()
+        connection = self._connection()
         try:
-            return write_beside(NfsOps(context), place, render, identity=self.identity)
+            ops = HandleOps(connection.raw, self._directories)
+            try:
+                return self._write_with(ops, connection, place, render)
+            except JobError as exc:
+                if not (ops.used_cache and _cause_is(exc, STALE_ERRNOS)):
+                    raise
+            # A cached directory handle may be what failed (the directory was removed or
+            # replaced): forget them all and try once more with fresh lookups.
+            self._directories.forget()
+            ops = HandleOps(connection.raw, self._directories)
+            return self._write_with(ops, connection, place, render)
         except RetryableError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, OSError) and is_connection_error(cause):
-                self._drop(context)
+            if _cause_is(exc, CONNECTION_ERRNOS):
+                self._drop(connection)
             raise
 
-    def _context(self) -> libnfs.NfsContext:
-        context: libnfs.NfsContext | None = getattr(self._local, "context", None)
-        if context is not None:
-            return context
+    def _write_with(
+        self, ops: HandleOps, connection: _Connection, place: Placement, render: Render
+    ) -> FileFacts:
+        try:
+            return write_beside(ops, place, render, identity=self.identity)
+        except SymlinkOnPath:  # raised while looking, before anything is written
+            return write_beside(NfsOps(connection.context), place, render, identity=self.identity)
+
+    def _connection(self) -> _Connection:
+        connection: _Connection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        context: libnfs.NfsContext | None = None
         try:
             context = libnfs.NfsContext(self._url, timeout_ms=self._timeout_ms)
+            raw = Nfs3(context, timeout_s=libnfs.whole_seconds(self._timeout_ms) / 1000)
         except libnfs.NfsError as exc:
+            if context is not None:
+                context.close()
             raise RetryableError(f"cannot mount {self._label}: {exc.strerror}") from exc
+        connection = _Connection(context, raw)
         with self._lock:
-            self._contexts.add(context)
-        self._local.context = context
+            self._connections.add(connection)
+        self._local.connection = connection
         log.debug("nfs.mounted", export=self._label, thread=threading.current_thread().name)
-        return context
+        return connection
 
-    def _drop(self, context: libnfs.NfsContext) -> None:
-        """Forget a context whose connection failed; this thread mounts anew next time."""
-        self._local.context = None
+    def _drop(self, connection: _Connection) -> None:
+        """Forget a connection that failed; this thread mounts anew next time."""
+        self._local.connection = None
         with self._lock:
-            self._contexts.discard(context)
-        context.close()
+            self._connections.discard(connection)
+        connection.context.close()
         log.info("nfs.connection_dropped", export=self._label)
 
     async def close(self) -> None:
         """Let running calls end (each is bounded by the timeout), then close every context."""
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         with self._lock:
-            contexts, self._contexts = list(self._contexts), set()
-        for context in contexts:
-            context.close()
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            connection.context.close()
+
+
+def _cause_is(exc: BaseException, codes: frozenset[int] | set[int]) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, OSError) and cause.errno in codes
 
 
 def identity_of(url: str) -> str:
