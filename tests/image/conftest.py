@@ -1,0 +1,76 @@
+"""Fixtures of the image tests: the image built once per session from the unmodified
+Dockerfile (scripts/image.py), and containers running its own command against moto."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from scripts import image as image_tool
+from tests.image.container import ImageRun
+from tests.support.moto_server import MotoServer
+
+IMAGE = "localhost/spotdrain:test"
+REPORT: list[str] = []  # printed at the end of the run (pytest_terminal_summary)
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    size: int
+    build_seconds: float
+    config: dict[str, Any]
+
+
+def unavailable() -> str | None:
+    """Why the image cannot be built and run here (a reason to skip), or None."""
+    if missing := image_tool.missing_tools():
+        return f"{' '.join(missing)} not installed (scripts/bootstrap.sh test installs them)"
+    if os.geteuid() != 0:
+        return "buildah's chroot isolation and debootstrap need root on these machines"
+    return None
+
+
+@pytest.fixture(scope="session")
+def image() -> BuiltImage:
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    seconds = image_tool.build(IMAGE)
+    built = BuiltImage(IMAGE, image_tool.image_size(IMAGE), seconds, image_tool.image_config(IMAGE))
+    REPORT.append(
+        f"image {built.name}: {built.size / 1e6:.0f} MB, built in {seconds:.0f} s "
+        f"(base image {image_tool.image_size(image_tool.BASE_NAME) / 1e6:.0f} MB)"
+    )
+    return built
+
+
+@pytest.fixture
+def run_image(image: BuiltImage, moto: MotoServer) -> Iterator[Callable[..., ImageRun]]:
+    """Start the image's command with moto's variables, fast test defaults and `env`."""
+    started: list[ImageRun] = []
+
+    def run(**env: Any) -> ImageRun:
+        variables = {
+            **moto.env(),
+            "SPOT_IMDS": "off",
+            "WORKER_WAIT_SECONDS": "1",
+            "WORKER_IDLE_EXIT_SECONDS": "1",
+            **{k: str(v) for k, v in env.items()},
+        }
+        container = ImageRun(image.name, variables)
+        started.append(container)
+        return container
+
+    yield run
+    for container in started:
+        container.kill()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in REPORT:
+        terminalreporter.write_line(line)

@@ -1,0 +1,192 @@
+"""The container image, built from the unmodified Dockerfile and run as a user runs it.
+
+The image's own command (its entry point) runs under buildah against the session's moto
+server, the local Storage Gateway endpoint and a real ganesha export, all on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import QueueFactory, drain_all, unique
+from tests.image.conftest import BuiltImage
+from tests.image.container import ImageRun
+from tests.support import ganesha as ganesha_support
+from tests.support.ganesha import Ganesha
+from tests.support.moto_server import MotoServer
+from tests.support.storage_gateway import StorageGatewayEndpoint
+
+# A cold build (debootstrap, apt and pip) takes minutes: longer than the suite's per-test limit.
+pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+RunImage = Callable[..., ImageRun]
+IMAGE_SIZE_LIMIT = 300_000_000  # bytes, uncompressed; today about 250 MB
+USER_ID = 10001  # the Dockerfile's USER
+
+
+@pytest.fixture
+def ganesha(tmp_path: Path) -> Iterator[Ganesha]:
+    reason = ganesha_support.unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = Ganesha(tmp_path / "ganesha", export=tmp_path / "export")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateway() -> Iterator[StorageGatewayEndpoint]:
+    with StorageGatewayEndpoint() as endpoint:
+        yield endpoint
+
+
+def done(run: ImageRun) -> dict[str, str]:
+    """job kind -> outcome of every finished message."""
+    return {e["job"]: e["outcome"] for e in run.events("message.done")}
+
+
+def test_image_runs_python_m_worker_as_a_non_root_user(image: BuiltImage) -> None:
+    assert image.config["Entrypoint"] == ["python", "-m", "worker"]
+    assert not image.config.get("Cmd")
+    assert image.config["User"] == f"{USER_ID}:{USER_ID}"
+    assert "PYTHONUNBUFFERED=1" in image.config["Env"]
+
+
+def test_image_holds_no_credentials(image: BuiltImage) -> None:
+    names = {item.split("=", 1)[0] for item in image.config["Env"]}
+    assert not {n for n in names if n.startswith("AWS_")}
+
+
+def test_image_stays_small(image: BuiltImage) -> None:
+    assert image.size < IMAGE_SIZE_LIMIT, f"{image.size / 1e6:.0f} MB"
+
+
+def test_worker_in_image_exits_2_naming_a_missing_queue_url(run_image: RunImage) -> None:
+    run = run_image(QUEUE_URL="")
+    assert run.wait() == 2
+    assert "QUEUE_URL" in run.stderr()
+
+
+def test_worker_in_image_drains_one_job_of_each_kind_and_exits_0(
+    moto: MotoServer,
+    sqs: Any,
+    s3: Any,
+    make_queue: QueueFactory,
+    gateway: StorageGatewayEndpoint,
+    ganesha: Ganesha,
+    run_image: RunImage,
+) -> None:
+    bucket = unique("bucket")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="in/people.csv", Body=b"name,age\nAda,36\nLinus,54\n")
+    table = unique("refresh")
+    dynamodb = boto3.client("dynamodb", endpoint_url=moto.url)
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "target", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "target", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    share = gateway.add_share(bucket)
+    folder = ganesha.export_dir / "scans"
+    folder.mkdir()
+    (folder / "scan.raw").write_bytes(b"x" * 1234)
+    os.chown(folder, USER_ID, USER_ID)  # the export grants the image's user its folder
+    queue = make_queue()
+    now = datetime.now(UTC).isoformat()
+    for body in (
+        {"job": "csv", "bucket": bucket, "key": "in/people.csv"},
+        {"job": "refresh", "bucket": bucket, "key": "in/people.csv", "event_time": now},
+        {"job": "sidecar", "filename": "scans/scan.raw", "results": "clean"},
+    ):
+        sqs.send_message(QueueUrl=queue.url, MessageBody=json.dumps(body))
+
+    run = run_image(
+        QUEUE_URL=queue.url,
+        REFRESH_TABLE=table,
+        REFRESH_WINDOW_SECONDS=1,
+        AWS_ENDPOINT_URL_STORAGE_GATEWAY=gateway.url,
+        SIDECAR_NFS_URL=ganesha.url(),
+        WORKER_IDLE_EXIT_SECONDS=2,
+    )
+
+    assert run.wait() == 0, run.stderr()
+    assert done(run) == {
+        "csv": "acked",
+        "refresh": "acked",
+        "refresh_due": "acked",
+        "sidecar": "acked",
+    }
+    output = s3.get_object(Bucket=bucket, Key="converted/in/people.json")["Body"].read()
+    assert [json.loads(line) for line in output.splitlines()] == [
+        {"name": "Ada", "age": "36"},
+        {"name": "Linus", "age": "54"},
+    ]
+    assert [call.params["FileShareARN"] for call in gateway.refreshes()] == [share]
+    sidecar = json.loads((folder / "scan-sidecar.json").read_text())
+    assert sidecar["filename"] == "scans/scan.raw"
+    assert sidecar["size"] == 1234
+    assert sidecar["results"] == "clean"
+    assert datetime.fromisoformat(sidecar["created"]).utcoffset() is not None
+    assert (folder / "scan-sidecar.json").stat().st_uid == USER_ID  # written as the image's user
+    assert drain_all(sqs, queue.url) == [] and drain_all(sqs, queue.dlq_url) == []
+
+
+@dataclass(frozen=True)
+class LongJob:
+    run: ImageRun
+    queue_url: str
+    message_id: str
+
+
+@pytest.fixture
+def long_job(sqs: Any, make_queue: QueueFactory, run_image: RunImage) -> LongJob:
+    """A container whose worker is busy with a 60 s probe job."""
+    queue = make_queue()
+    body = json.dumps({"job": "probe", "seconds": 60})
+    message_id = sqs.send_message(QueueUrl=queue.url, MessageBody=body)["MessageId"]
+    run = run_image(QUEUE_URL=queue.url, WORKER_PROBE_JOBS="true", WORKER_SHUTDOWN_GRACE_SECONDS=1)
+    run.wait_for("worker.started")
+    deadline = time.monotonic() + 30
+    while held(sqs, queue.url) != 1:  # received: the job is running
+        assert time.monotonic() < deadline, "the worker did not take the probe job"
+        time.sleep(0.1)
+    return LongJob(run, queue.url, message_id)
+
+
+def held(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def test_the_worker_process_in_the_image_runs_as_the_non_root_user(long_job: LongJob) -> None:
+    assert long_job.run.command_process().uid == USER_ID
+
+
+def test_sigterm_reaches_the_worker_in_the_image_and_the_long_job_is_handed_back(
+    sqs: Any, long_job: LongJob
+) -> None:
+    """`docker stop` signals the container's first process: the exec form makes it Python."""
+    command = long_job.run.command_process()
+    assert command.argv[1:] == ["-m", "worker"] and Path(command.argv[0]).name == "python"
+    os.kill(command.pid, signal.SIGTERM)
+    assert long_job.run.wait() == 0, long_job.run.stderr()
+    (finished,) = long_job.run.events("message.done")
+    assert finished["message_id"] == long_job.message_id
+    assert finished["outcome"] == "handed_back"
+    (back,) = drain_all(sqs, long_job.queue_url)  # visible again at once, not after a lease
+    assert back["MessageId"] == long_job.message_id
