@@ -412,6 +412,13 @@ def end_to_end(data: Path, rows: int) -> EndToEnd:
                 print(f"  the worker failed ({worker.returncode}):\n{stderr[-2000:]}")
                 return EndToEnd(size / 1e6, float("inf"), False, 0, 0, 0, raw_put, raw_get)
             event = converted[0]
+            stages = ", ".join(
+                f"{k[:-2]} {v:.1f}"
+                for k, v in event.items()
+                if k.endswith("_s") and k != "mb_per_s"
+            )
+            print(f"  worker: {event['seconds']:.1f} s; time awaiting each stage (s): {stages}",
+                  flush=True)
             return EndToEnd(size / 1e6, event["seconds"], event["rows"] == rows,
                             watch.total_mb, watch.main_mb, event["output_bytes"] / 1e6,
                             raw_put, raw_get)

@@ -9,8 +9,10 @@ multipart upload, and a retry first removes uploads an earlier attempt left behi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -151,10 +153,12 @@ class CsvJob:
             content_type=CONTENT_TYPES[csv.output_format],
         )
         started = time.monotonic()
+        waits = Waits()
         try:
-            conversion = await self._convert(source, writer)
+            conversion = await self._convert(source, writer, waits)
             tags = {"rows": str(conversion.rows), "columns": str(conversion.columns)}
-            await writer.close(tags)
+            with waits.on("finish"):
+                await writer.close(tags)
         except BaseException:
             await asyncio.shield(writer.abort())
             raise
@@ -169,6 +173,7 @@ class CsvJob:
             multipart=writer.parts > 0,
             seconds=round(seconds, 3),
             mb_per_s=round(source.size / seconds / 1e6, 1),
+            **waits.rounded(),
         )
         await self._notify(
             source, bucket, key, conversion.rows, conversion.columns, writer.size, writer.whole
@@ -189,22 +194,40 @@ class CsvJob:
             return None  # the upload completed but its tagging did not: convert again
         return int(tags["rows"]), int(tags.get("columns", 0)), output.size
 
-    async def _convert(self, source: ObjectInfo, writer: OutputWriter) -> Conversion:
+    async def _convert(
+        self, source: ObjectInfo, writer: OutputWriter, waits: Waits
+    ) -> Conversion:
         small = source.size <= SMALL_OBJECT
         conversion = Conversion(
             self._options,
             submit=run_here if small else self._pool.submit,
             window=2 * self._pool.processes,
         )
-        async for chunk in self._s3.stream(source):
-            conversion.feed(chunk)
+        chunks = aiter(self._s3.stream(source))
+        while True:
+            with waits.on("read"):
+                chunk = await anext(chunks, None)
+            if chunk is None:
+                break
+            with waits.on("frame"):
+                conversion.feed(chunk)
             while conversion.full:
-                await writer.write(await _settled(conversion))
+                await self._settle(conversion, writer, waits)
         conversion.finish()
         while conversion.oldest is not None:
-            await writer.write(await _settled(conversion))
+            await self._settle(conversion, writer, waits)
         await writer.write([conversion.closing()])
         return conversion
+
+    async def _settle(self, conversion: Conversion, writer: OutputWriter, waits: Waits) -> None:
+        """Wait for the oldest frame without raising, then write its output (or raise)."""
+        oldest = conversion.oldest
+        assert oldest is not None
+        with waits.on("convert"):
+            await asyncio.wait([asyncio.wrap_future(oldest)])
+        pieces = conversion.settle()
+        with waits.on("upload"):
+            await writer.write(pieces)
 
     async def _notify(
         self,
@@ -232,12 +255,24 @@ class CsvJob:
         )
 
 
-async def _settled(conversion: Conversion) -> list[bytes]:
-    """Wait for the oldest frame without raising, then take its output (or its error)."""
-    oldest = conversion.oldest
-    assert oldest is not None
-    await asyncio.wait([asyncio.wrap_future(oldest)])
-    return conversion.settle()
+class Waits:
+    """Seconds a conversion spent waiting on each stage (read, frame, convert, upload): the
+    log line then tells which one bounds its speed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def on(self, stage: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            elapsed = time.monotonic() - started
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
+
+    def rounded(self) -> dict[str, float]:
+        return {f"{stage}_s": round(value, 2) for stage, value in self.seconds.items()}
 
 
 async def create(settings: Settings, clients: AwsClients, stack: AsyncExitStack) -> CsvJob:
