@@ -14,6 +14,7 @@ every foreign call. Every reply's status is checked and raised as an OSError err
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import itertools
@@ -174,6 +175,8 @@ class Nfs3:
         self._ids = itertools.count(1)
         self._waiting: dict[int, Callable[[int, Any], None]] = {}
         self._callback = CALLBACK(self._on_reply)  # one object, alive as long as the context
+        self._poller = select.poll()
+        self._registered: tuple[int, int] | None = None
         self.write_max = int(self._lib.nfs_get_writemax(context.handle)) or 64 * 1024
         self.root = self._root_handle()
 
@@ -226,20 +229,32 @@ class Nfs3:
 
     def _wait(self, outcome: list[Any], procedure: str) -> None:
         deadline = time.monotonic() + self._timeout
-        poller = select.poll()
         while not outcome:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NfsError(errno.EINTR, f"{procedure}: no reply within {self._timeout:.0f} s")
-            fd = self._lib.rpc_get_fd(self._rpc)
-            revents = 0
-            if fd >= 0:
-                poller.register(fd, self._lib.rpc_which_events(self._rpc))
-                ready = poller.poll(min(remaining, 0.1) * 1000)
-                poller.unregister(fd)
-                revents = ready[0][1] if ready else 0
+            revents = self._poll(min(remaining, 0.1))
             if self._lib.rpc_service(self._rpc, revents) < 0 and not outcome:
                 raise NfsError(errno.EIO, f"{procedure}: {self._rpc_error()}")
+
+    def _poll(self, seconds: float) -> int:
+        """Wait for the socket events libnfs asks for; the poller is kept between calls."""
+        fd = self._lib.rpc_get_fd(self._rpc)
+        if fd < 0:  # reconnecting: let rpc_service drive it
+            time.sleep(min(seconds, 0.01))
+            return 0
+        events = self._lib.rpc_which_events(self._rpc)
+        if (fd, events) != self._registered:
+            if self._registered is not None and self._registered[0] == fd:
+                self._poller.modify(fd, events)
+            else:
+                if self._registered is not None:
+                    with contextlib.suppress(KeyError):
+                        self._poller.unregister(self._registered[0])
+                self._poller.register(fd, events)
+            self._registered = (fd, events)
+        ready = self._poller.poll(seconds * 1000)
+        return ready[0][1] if ready else 0
 
     def _rpc_error(self) -> str:
         message = self._lib.rpc_get_error(self._rpc)
