@@ -220,3 +220,22 @@ def test_a_conversion_that_fails_after_some_parts_aborts_its_upload(
     assert "fields where the header has 3" in run.reason()
     assert "Uploads" not in s3.list_multipart_uploads(Bucket=bucket)
     assert "Contents" not in s3.list_objects_v2(Bucket=bucket, Prefix="converted/")
+
+
+def test_an_explicit_job_for_our_own_output_is_refused(
+    s3: Any, bucket: str, run_jobs: RunJobs
+) -> None:
+    s3.put_object(Bucket=bucket, Key="converted/x.csv", Body=b"a\n1\n")
+    run = run_jobs(job(bucket, "converted/x.csv"))
+    assert run.outcome() == "dead_lettered"
+    assert "refusing to convert our own output" in run.reason()
+
+
+def test_output_goes_to_the_output_bucket_under_the_output_prefix(
+    s3: Any, bucket: str, run_jobs: RunJobs
+) -> None:
+    target = unique("out")
+    s3.create_bucket(Bucket=target)
+    s3.put_object(Bucket=bucket, Key="dir/x.csv", Body=b"a\n1\n")
+    run_jobs(job(bucket, "dir/x.csv"), CSV_OUTPUT_BUCKET=target, CSV_OUTPUT_PREFIX="json/")
+    assert ndjson(output(s3, target, "json/dir/x.json")) == [{"a": "1"}]
