@@ -7,11 +7,14 @@ every value the task gives it.
 
 from __future__ import annotations
 
+import re
+
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
 from tests.deploy.documents import (
+    ROOT,
     USER_PLACEHOLDERS,
     container,
     environment,
@@ -128,3 +131,9 @@ def test_every_placeholder_is_filled_from_a_stack_output() -> None:
 def test_no_credentials_in_the_task_definition(name: str) -> None:
     assert name not in environment(taskdef())
     assert "secrets" not in container(taskdef())
+
+
+def test_the_deploy_guide_fills_every_placeholder() -> None:
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    (line,) = [line for line in guide.splitlines() if line.startswith("envsubst '")]
+    assert set(re.findall(r"\$([A-Z_]+)", line)) == placeholders()
