@@ -245,6 +245,19 @@ def test_connections_are_opened_once_reused_and_closed_at_exit(ganesha: Ganesha)
 
 
 @pytest.mark.nfs
+def test_an_export_root_we_may_not_list_still_takes_sidecars_below_it(ganesha: Ganesha) -> None:
+    os.chmod(ganesha.export_dir, 0o711)  # others may pass through the root, not read it
+    make_file(ganesha.export_dir, "open/f.dat")
+    os.chmod(ganesha.export_dir / "open", 0o777)
+    runner = SidecarRunner(nfs_destination(ganesha, uid=65534, gid=65534).options)
+    try:
+        runner.job("open/f.dat", results="by path")
+    finally:
+        runner.close()
+    assert read_sidecar(ganesha.export_dir / "open/f-sidecar.json")["results"] == "by path"
+
+
+@pytest.mark.nfs
 def test_a_server_that_is_down_is_retryable(ganesha: Ganesha) -> None:
     make_file(ganesha.export_dir, "f.dat")
     runner = SidecarRunner(nfs_destination(ganesha).options)

@@ -186,7 +186,7 @@ class HandleOps:
 @dataclass(eq=False)
 class _Connection:
     context: libnfs.NfsContext
-    raw: Nfs3
+    raw: Nfs3 | None  # None: we may not read the export's root, so no handle walk from it
 
 
 class NfsStore:
@@ -216,6 +216,8 @@ class NfsStore:
     def _write_beside(self, place: Placement, render: Render) -> FileFacts:
         connection = self._connection()
         try:
+            if connection.raw is None:
+                return self._by_path(connection, place, render)
             ops = HandleOps(connection.raw, self._directories)
             try:
                 return self._write_with(ops, connection, place, render)
@@ -238,7 +240,10 @@ class NfsStore:
         try:
             return write_beside(ops, place, render, identity=self.identity)
         except SymlinkOnPath:  # raised while looking, before anything is written
-            return write_beside(NfsOps(connection.context), place, render, identity=self.identity)
+            return self._by_path(connection, place, render)
+
+    def _by_path(self, connection: _Connection, place: Placement, render: Render) -> FileFacts:
+        return write_beside(NfsOps(connection.context), place, render, identity=self.identity)
 
     def _connection(self) -> _Connection:
         connection: _Connection | None = getattr(self._local, "connection", None)
@@ -247,7 +252,7 @@ class NfsStore:
         context: libnfs.NfsContext | None = None
         try:
             context = libnfs.NfsContext(self._url, timeout_ms=self._timeout_ms)
-            raw = Nfs3(context, timeout_s=libnfs.whole_seconds(self._timeout_ms) / 1000)
+            raw = self._raw(context)
         except libnfs.NfsError as exc:
             if context is not None:
                 context.close()
@@ -258,6 +263,15 @@ class NfsStore:
         self._local.connection = connection
         log.debug("nfs.mounted", export=self._label, thread=threading.current_thread().name)
         return connection
+
+    def _raw(self, context: libnfs.NfsContext) -> Nfs3 | None:
+        try:
+            return Nfs3(context, timeout_s=libnfs.whole_seconds(self._timeout_ms) / 1000)
+        except libnfs.NfsError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM):
+                raise
+        log.warning("nfs.root_not_readable", export=self._label, identity=self.identity)
+        return None  # path calls still work: they only need search permission
 
     def _drop(self, connection: _Connection) -> None:
         """Forget a connection that failed; this thread mounts anew next time."""

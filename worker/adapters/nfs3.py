@@ -8,8 +8,8 @@ returns the new handle), WRITE (FILE_SYNC: on stable storage before the reply), 
 
 The structures mirror libnfs-raw-nfs.h (rpcgen output; tests/sidecar/test_nfs3_layout.py
 checks every size and offset against the C compiler). A call is sent with rpc_nfs3_*_async
-and completed by polling the context's socket in this thread; ctypes releases the GIL for
-every foreign call. Every reply's status is checked and raised as an OSError errno.
+and completed by polling the context's socket in this thread; the poll and every foreign
+call release the GIL. Every reply's status is checked and raised as an OSError errno.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import itertools
 import select
 import time
@@ -138,6 +139,16 @@ _RAW: dict[str, tuple[object, list[object]]] = {
 }
 
 
+@functools.cache
+def _raw_library() -> ctypes.CDLL:
+    """libnfs with the raw-layer prototypes declared (once: threads share the object)."""
+    lib = library()
+    for function, (restype, argtypes) in _RAW.items():
+        prototype = getattr(lib, function)
+        prototype.restype, prototype.argtypes = restype, argtypes
+    return lib
+
+
 @dataclass(frozen=True)
 class Attributes:
     """The parts of fattr3 a sidecar needs (times in nanoseconds since the epoch)."""
@@ -165,10 +176,7 @@ class Nfs3:
     """Procedures by handle on one context (not thread-safe, like the context itself)."""
 
     def __init__(self, context: NfsContext, *, timeout_s: float) -> None:
-        self._lib = library()
-        for function, (restype, argtypes) in _RAW.items():
-            prototype = getattr(self._lib, function)
-            prototype.restype, prototype.argtypes = restype, argtypes
+        self._lib = _raw_library()
         self._context = context
         self._rpc = self._lib.nfs_get_rpc_context(context.handle)
         self._timeout = timeout_s
