@@ -249,6 +249,7 @@ def test_an_export_root_we_may_not_list_still_takes_sidecars_below_it(ganesha: G
     os.chmod(ganesha.export_dir, 0o711)  # others may pass through the root, not read it
     make_file(ganesha.export_dir, "open/f.dat")
     os.chmod(ganesha.export_dir / "open", 0o777)
+    ganesha.restart()  # so that it serves the new modes, not the ones it cached at start
     runner = SidecarRunner(nfs_destination(ganesha, uid=65534, gid=65534).options)
     try:
         runner.job("open/f.dat", results="by path")
