@@ -276,7 +276,10 @@ class Scenario:
 
 
 def run_scenario(scenario: Scenario, args: argparse.Namespace) -> dict[str, list[Run]]:
-    endpoint: Endpoint = MotoProcess() if scenario.endpoint == "moto" else FakeSqsProcess()
+    if scenario.endpoint == "moto":
+        endpoint: Endpoint = MotoProcess()
+    else:
+        endpoint = FakeSqsProcess(latency_ms=args.latency_ms)
     runs: dict[str, list[Run]] = {"loop": [], "worker": []}
     try:
         client = sqs_client(endpoint.url)
@@ -353,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--quick", action="store_true", help="smaller runs: 100 / 2,000 / 300 messages")
     add("--only", default="abc", help="the scenarios to run, for example 'bc'")
     add("--repeat", type=int, default=1, help="run each pair this often; report the medians")
+    add("--latency-ms", type=float, default=0.0, help="the in-memory SQS answers this much later")
     add("--worker-env", action="append", default=[], metavar="VAR=VALUE",
         help="extra environment for the worker (repeatable), e.g. WORKER_CONCURRENCY=32")
     add("--worker-root", type=Path, help="run the worker from this checkout (before/after)")
@@ -369,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     settings = " ".join(args.worker_env) or "its defaults"
     print(f"bench/drain.py: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-          f"worker from {args.worker_root or ROOT} with {settings}")
+          f"worker from {args.worker_root or ROOT} with {settings}; "
+          f"in-memory SQS latency {args.latency_ms:g} ms")
     print(HOW)
     records = []
     for scenario in scenarios:

@@ -6,12 +6,13 @@ GetQueueAttributes, SendMessage(Batch), ReceiveMessage (long poll, VisibilityTim
 and message attributes), DeleteMessage(Batch), ChangeMessageVisibility(Batch). Visibility
 timeouts and DelaySeconds are honoured; a receipt handle is valid for its latest receive only.
 Signatures are not checked. With `--forward URL` it serves no queues itself but passes every
-request on to URL (a moto server) and only counts them.
+request on to URL (a moto server) and only counts them. `--latency-ms` delays every answer
+(without using CPU), as a network round trip to SQS would.
 
 Requests are counted per operation when answered (a long poll still waiting is not counted
 yet), empty receives apart; `GET /_bench/stats` returns the counts and the process's CPU time.
 
-    python bench/fake_sqs.py [--port 0] [--forward http://127.0.0.1:5000]
+    python bench/fake_sqs.py [--port 0] [--latency-ms 0] [--forward http://127.0.0.1:5000]
 """
 
 from __future__ import annotations
@@ -333,8 +334,9 @@ async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, dict[str, 
 class Server:
     """The HTTP shell: keep-alive connections, one request at a time, counted when answered."""
 
-    def __init__(self, sqs: FakeSqs | None, forward: str | None) -> None:
+    def __init__(self, sqs: FakeSqs | None, forward: str | None, latency: float = 0.0) -> None:
         self.sqs, self.forward = sqs, urllib.parse.urlsplit(forward) if forward else None
+        self.latency = latency
         self.requests: Counter[str] = Counter()
 
     async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -359,6 +361,10 @@ class Server:
                     extra = {k: v for k, v in up_headers.items() if k.startswith("x-amz")}
                 else:
                     status, answer, extra = await self._answer(operation, body)
+                if self.latency and operation:
+                    await asyncio.sleep(self.latency)
+                if reader.at_eof():  # the client left (a worker exiting during a long poll)
+                    return
                 self._count(operation, status, answer)
                 _write(writer, status, answer, extra)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -403,8 +409,8 @@ def _write(
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
 
 
-async def serve(host: str, port: int, forward: str | None) -> None:
-    server = Server(None, forward)
+async def serve(host: str, port: int, forward: str | None, latency: float) -> None:
+    server = Server(None, forward, latency)
     listener = await asyncio.start_server(server.connection, host, port, limit=2**24)
     url = f"http://{host}:{listener.sockets[0].getsockname()[1]}"
     server.sqs = None if forward else FakeSqs(url)
@@ -416,8 +422,9 @@ async def serve(host: str, port: int, forward: str | None) -> None:
 class FakeSqsProcess:
     """This module run as a child process: its address, its request counts, its pid."""
 
-    def __init__(self, forward: str | None = None) -> None:
-        command = [sys.executable, __file__, *(["--forward", forward] if forward else [])]
+    def __init__(self, forward: str | None = None, latency_ms: float = 0.0) -> None:
+        command = [sys.executable, __file__, "--latency-ms", str(latency_ms)]
+        command += ["--forward", forward] if forward else []
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -443,9 +450,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--forward", help="count requests and pass them on to this endpoint")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay of every answer")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.host, args.port, args.forward))
+        asyncio.run(serve(args.host, args.port, args.forward, args.latency_ms / 1000))
 
 
 if __name__ == "__main__":

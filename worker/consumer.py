@@ -25,9 +25,10 @@ log = structlog.get_logger("worker.consumer")
 
 _RECEIVE_BACKOFF_MAX = 30.0
 # How long a receiver waits for running jobs to free a whole batch of slots before it receives
-# fewer. About one SQS round trip: a full batch saves a receive and a delete later, and the
-# slots of a slower job sit idle no longer than this.
-_FILL_SECONDS = 0.02
+# fewer (slots held by a receive in flight or by jobs not yet started are always waited for).
+# Quick jobs finish within it, so their receives and deletes come in full batches; slower
+# jobs' slots sit idle no longer than this, so the configured concurrency stays in use.
+_FILL_SECONDS = 0.005
 _STATS_FIELD = {
     "acked": "succeeded",
     "dead_lettered": "dead_lettered",
@@ -61,6 +62,9 @@ class Consumer:
         self._working: set[asyncio.Task[None]] = set()
         self._gathering = asyncio.Lock()  # one receiver gathers slots at a time
         self._receiving = 0  # receives in flight
+        # Receives the stop cut short: SQS may have handed them messages already.
+        self._late: set[asyncio.Future[list[ReceivedMessage]]] = set()
+        self._unstarted: set[asyncio.Task[None]] = set()  # tasks not yet run once
         self._received_at = float("-inf")  # loop time when the last receive returned
         self._last_received = float("-inf")
         self._idle = IdleWatch(
@@ -90,7 +94,7 @@ class Consumer:
                 task.cancel()
             await asyncio.gather(*receivers, return_exceptions=True)
             reason = "drained" if drained in done else f"stopped ({self._stop.reason})"
-            await self._finish_running()
+            await asyncio.gather(self._finish_running(), self._hand_back_late())
             return reason
         finally:
             for task in background:
@@ -113,6 +117,28 @@ class Consumer:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self._settings.cancel_seconds)
+
+    async def _hand_back_late(self) -> None:
+        """Hand back at once the messages of receives the stop cut short (none has started)."""
+        if not self._late:
+            return
+        done, pending = await asyncio.wait(self._late, timeout=self._settings.cancel_seconds)
+        for receive in pending:  # what it took comes back after its lease
+            receive.cancel()
+        late = [
+            m for r in done if not r.cancelled() and r.exception() is None for m in r.result()
+        ]
+        now = time.monotonic()
+        given = []
+        for message in late:
+            if message.message_id in self._leases:  # running here: its job settles it
+                self._leases.renew(message.message_id, message.receipt_handle, received_at=now)
+            else:
+                self._leases.hold(message.message_id, message.receipt_handle, received_at=now)
+                given.append(message.message_id)
+        results = await asyncio.gather(*(self._leases.hand_back(i) for i in given))
+        self._stats.handed_back += sum(results)
+        log.info("stop.late_receives", handed_back=sum(results), abandoned=len(pending))
 
     async def _receive_loop(self) -> None:
         failures = 0
@@ -139,13 +165,21 @@ class Consumer:
                 self._start(message, received_at)
 
     async def _receive(self, wanted: int) -> list[ReceivedMessage]:
-        self._receiving += 1
-        try:
-            return await self._queue.receive(
+        receive = asyncio.ensure_future(
+            self._queue.receive(
                 max_messages=wanted,
                 wait_seconds=self._settings.wait_seconds,
                 visibility=self._settings.visibility_seconds,
             )
+        )
+        self._receiving += 1
+        try:
+            # Shielded: cancelling the request would not undo it. SQS hides the messages it
+            # answers with for a whole lease, even from us if the answer is never read.
+            return await asyncio.shield(receive)
+        except asyncio.CancelledError:
+            self._late.add(receive)
+            raise
         finally:
             self._receiving -= 1
             self._received_at = asyncio.get_running_loop().time()
@@ -153,9 +187,10 @@ class Consumer:
     async def _take_slots(self) -> int:
         """Free slots for one receive: a whole batch when it can be had soon.
 
-        Slots that another receive in flight holds come back when it returns, so they are
-        waited for; slots that running jobs hold, for _FILL_SECONDS after the last receive
-        returned (or after the wait began).
+        Slots that another receive in flight holds come back when it returns, and those of
+        jobs not yet started (a starved process) may come back at once, so they are waited
+        for; slots that running jobs hold, for _FILL_SECONDS after the last receive returned
+        (or after the wait began).
         """
         async with self._gathering:  # two receivers gathering at once would split a batch
             taken = await self._slots.take(MAX_BATCH)
@@ -168,7 +203,7 @@ class Consumer:
                         async with asyncio.timeout_at(deadline):
                             taken += await self._slots.take(batch - taken)
                     except TimeoutError:
-                        if self._receiving:
+                        if self._receiving or self._unstarted:
                             deadline = loop.time() + _FILL_SECONDS
                         elif self._received_at + _FILL_SECONDS > loop.time():
                             deadline = self._received_at + _FILL_SECONDS
@@ -193,8 +228,10 @@ class Consumer:
         task = asyncio.create_task(self._process(message, received_at))
         self._tasks.add(task)
         self._working.add(task)
+        self._unstarted.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(self._working.discard)
+        task.add_done_callback(self._unstarted.discard)  # cancelled before it ever ran
 
     async def _process(self, message: ReceivedMessage, received_at: float) -> None:
         task = asyncio.current_task()
@@ -203,6 +240,7 @@ class Consumer:
             "message_id": message.message_id,
             "attempt": message.receive_count,
         }
+        self._unstarted.discard(task)
         slot_given = False
         # This task runs in its own copy of the context: the binding ends with it.
         structlog.contextvars.bind_contextvars(message_id=message.message_id)
