@@ -1,0 +1,95 @@
+"""Fixtures of the chaos scenarios: a world for a mixed run, made of the other suites' fixtures
+(ganesha from tests/sidecar, the refresh table and gateway endpoint from tests/refresh)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.chaos.end_state import verify
+from tests.chaos.mix import MAX_RECEIVES, Feeder, Workload, World, make_workload
+from tests.conftest import QueueFactory, unique
+from tests.refresh.conftest import (  # noqa: F401 - fixtures, used by name
+    RefreshTable,
+    dynamodb,
+    dynamodb_url,
+    gateway,
+    refresh_table,
+)
+from tests.sidecar.conftest import ganesha, nfs_destination, world  # noqa: F401 - fixtures
+from tests.support.ganesha import Ganesha
+from tests.support.storage_gateway import StorageGatewayEndpoint
+from tests.support.worker_process import WorkerProcess
+
+StartWorker = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def seed() -> int:
+    """CHAOS_SEED, or a fresh one; printed (shown with the output of a failed test)."""
+    value = int(os.environ.get("CHAOS_SEED") or random.randrange(2**32))
+    print(f"chaos seed: {value} (rerun with CHAOS_SEED={value})")
+    return value
+
+
+@pytest.fixture
+def mixed_world(
+    s3: Any,
+    make_queue: QueueFactory,
+    refresh_table: RefreshTable,  # noqa: F811 - the fixture imported above
+    gateway: StorageGatewayEndpoint,  # noqa: F811
+    ganesha: Ganesha,  # noqa: F811
+) -> World:
+    bucket = unique("mix")
+    s3.create_bucket(Bucket=bucket)
+    return World(
+        bucket=bucket,
+        export=ganesha.export_dir,
+        queue=make_queue(visibility=30, max_receive=MAX_RECEIVES),
+        table=refresh_table,
+        gateway=gateway,
+        share_arn=gateway.add_share(bucket),
+        sidecar_env=nfs_destination(ganesha).env,
+    )
+
+
+@dataclass
+class Run:
+    """One mixed run: its world, workload and feeder, and the end-state check."""
+
+    world: World
+    workload: Workload
+    feeder: Feeder
+    clients: dict[str, Any]
+
+    def problems(self, *, dead_letter_repeats: bool = False) -> list[str]:
+        return verify(
+            self.world,
+            self.workload,
+            self.feeder.join(),
+            dead_letter_repeats=dead_letter_repeats,
+            **self.clients,
+        )
+
+
+@pytest.fixture
+def mixed_run(
+    mixed_world: World,
+    s3: Any,
+    sqs: Any,
+    dynamodb: Any,  # noqa: F811
+    seed: int,
+) -> Callable[..., Run]:
+    """make(jobs=, large=, rate=, copies=) -> a Run whose feeder is not started yet."""
+
+    def make(*, jobs: int, rate: float, large: int = 0, copies: int = 1) -> Run:
+        workload = make_workload(mixed_world, s3, random.Random(seed), jobs=jobs, large=large)
+        feeder = Feeder(sqs, mixed_world.queue.url, workload.items, rate=rate, copies=copies)
+        return Run(mixed_world, workload, feeder, {"s3": s3, "sqs": sqs, "dynamodb": dynamodb})
+
+    return make
