@@ -412,6 +412,12 @@ def end_to_end(data: Path, rows: int) -> EndToEnd:
                 print(f"  the worker failed ({worker.returncode}):\n{stderr[-2000:]}")
                 return EndToEnd(size / 1e6, float("inf"), False, 0, 0, 0, raw_put, raw_get)
             event = converted[0]
+            started = time.perf_counter()
+            s3.upload_fileobj(_Zeros(event["output_bytes"]), "bench-csv", "raw/output-sized",
+                              Config=transfer)
+            raw_put = event["output_bytes"] / (time.perf_counter() - started) / 1e6
+            print(f"  moto raw PUT of an object as large as the JSON output: {raw_put:.0f} MB/s",
+                  flush=True)
             stages = ", ".join(
                 f"{k[:-2]} {v:.1f}"
                 for k, v in event.items()
@@ -424,6 +430,20 @@ def end_to_end(data: Path, rows: int) -> EndToEnd:
                             raw_put, raw_get)
         finally:
             moto.stop()
+
+
+class _Zeros:
+    """A file of `size` bytes (a repeated pattern) that is never held in memory whole."""
+
+    def __init__(self, size: int) -> None:
+        self._left = size
+        self._block = b"0123456789abcdef" * 65536
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        self._left -= size
+        whole, rest = divmod(size, len(self._block))
+        return self._block * whole + self._block[:rest]
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -463,9 +483,10 @@ def report(results: list[Result], e2e: EndToEnd | None) -> int:
               f"MB/s of JSON written), rows {'ok' if e2e.rows_ok else 'WRONG'}, peak RSS worker "
               f"{e2e.worker_rss_mb:.0f} MB (with converter processes {e2e.rss_mb:.0f} MB)")
         ceiling = e2e.raw_put_mb_s * e2e.mb / e2e.output_mb
-        print(f"  moto's ceiling: raw PUT {e2e.raw_put_mb_s:.0f} MB/s, GET {e2e.raw_get_mb_s:.0f} "
-              f"MB/s; writing {e2e.output_mb / e2e.mb:.2f} bytes of JSON per CSV byte caps the "
-              f"end-to-end speed near {ceiling:.0f} MB/s of CSV")
+        print(f"  moto's ceiling: raw PUT {e2e.raw_put_mb_s:.0f} MB/s (an object as large as the "
+              f"output), GET {e2e.raw_get_mb_s:.0f} MB/s; {e2e.output_mb / e2e.mb:.2f} bytes of "
+              f"JSON per CSV byte cap the end-to-end speed near {ceiling:.0f} MB/s of CSV "
+              f"({speed / ceiling:.2f} x of it reached)")
         if core is not None:
             ok = speed >= core.mb_s / 2 and e2e.rows_ok
             met &= ok

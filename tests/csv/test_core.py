@@ -257,3 +257,14 @@ def test_a_record_split_across_many_frames_is_read_whole() -> None:
 def test_a_stray_quote_is_read_as_the_csv_module_reads_it() -> None:
     data = b'a,b\nx"y,"z\nw"\n1,2\n'
     assert convert(data, block_bytes=8) == reference(data)
+
+
+def test_utf16_with_its_bom_converts_with_its_encoding_set() -> None:
+    data = "id,név\r\n1,Ünal\r\n".encode("utf-16")
+    assert convert(data, encoding="utf-16") == [{"id": "1", "név": "Ünal"}]
+
+
+def test_undecodable_bytes_of_a_configured_encoding_fail_naming_the_line() -> None:
+    data = "a\nok\n".encode("utf-16-le") + b"\x00\xd8\x41\x00"  # a lone surrogate
+    with pytest.raises(BadCsv, match="line 3: bytes .* are not valid utf-16-le"):
+        convert(data, encoding="utf-16-le")
