@@ -266,5 +266,5 @@ def test_utf16_with_its_bom_converts_with_its_encoding_set() -> None:
 
 def test_undecodable_bytes_of_a_configured_encoding_fail_naming_the_line() -> None:
     data = "a\nok\n".encode("utf-16-le") + b"\x00\xd8\x41\x00"  # a lone surrogate
-    with pytest.raises(BadCsv, match="line 3: bytes .* are not valid utf-16-le"):
+    with pytest.raises(BadCsv, match=r"line 3: bytes .* are not valid utf-16-le"):
         convert(data, encoding="utf-16-le")
