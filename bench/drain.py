@@ -40,7 +40,7 @@ from typing import Any, Protocol  # noqa: E402
 
 import boto3  # noqa: E402
 from botocore.config import Config  # noqa: E402
-from fake_sqs import EMPTY_RECEIVE, FakeSqsProcess  # noqa: E402
+from fake_sqs import FakeSqsProcess  # noqa: E402
 
 ROOT = HERE.parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -54,7 +54,8 @@ How it is measured, for the loop and the worker alike:
 - CPU ms/msg: user+sys CPU of the client in the window / N (loop: its thread's thread_time;
   worker: its process's /proc/PID/stat, 10 ms ticks).
 - req/msg: SQS requests answered in the window / N, counted by bench/fake_sqs.py (in front of
-  moto it runs as a counting proxy); 'whole run' adds start-up and end-of-queue calls.
+  moto it runs as a counting proxy); 'whole run' adds start-up and end-of-queue calls. The
+  'Operation (detail)' entries below are subsets: empty receives and partial batches.
 - server: the endpoint's CPU use over the window (100% = a whole core: server-bound)."""
 
 
@@ -124,7 +125,8 @@ class Run:
 
     @property
     def req(self) -> float:
-        return sum(n for op, n in self.requests.items() if op != EMPTY_RECEIVE) / self.messages
+        calls = (n for op, n in self.requests.items() if " (" not in op)  # not the subsets
+        return sum(calls) / self.messages
 
     @property
     def server_busy(self) -> float:

@@ -365,7 +365,7 @@ class Server:
                     await asyncio.sleep(self.latency)
                 if reader.at_eof():  # the client left (a worker exiting during a long poll)
                     return
-                self._count(operation, status, answer)
+                self._count(operation, status, body, answer)
                 _write(writer, status, answer, extra)
         except (asyncio.IncompleteReadError, ConnectionError):
             return
@@ -383,13 +383,23 @@ class Server:
             return 400, json.dumps(error).encode(), {"x-amzn-query-error": f"{exc.code};Sender"}
         return 200, json.dumps(result).encode(), {}
 
-    def _count(self, operation: str, status: int, answer: bytes) -> None:
+    def _count(self, operation: str, status: int, body: bytes, answer: bytes) -> None:
+        """Count a request; partial batches also as 'Operation (detail)', a subset of it."""
         if not operation:
             return
         self.requests[operation] += 1
-        receive = operation == "ReceiveMessage" and status == 200
-        if receive and not json.loads(answer).get("Messages"):
-            self.requests[EMPTY_RECEIVE] += 1
+        if status != 200:
+            return
+        if operation == "ReceiveMessage":
+            size = len(json.loads(answer).get("Messages", []))
+            if size == 0:
+                self.requests[EMPTY_RECEIVE] += 1
+            elif size < 10:
+                self.requests[f"{operation} ({size} messages)"] += 1
+        elif operation.endswith("Batch"):
+            size = len(json.loads(body).get("Entries", []))
+            if size < 10:
+                self.requests[f"{operation} ({size} entries)"] += 1
 
     def stats(self) -> dict[str, Any]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
