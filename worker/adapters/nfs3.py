@@ -210,6 +210,12 @@ class Nfs3:
         outcome: list[Any] = []
 
         def complete(status: int, data: int) -> None:
+            try:
+                settle(status, data)
+            except Exception as exc:  # an exception cannot cross back into C: keep it here
+                outcome.append(NfsError(errno.EIO, f"{procedure}: unreadable reply ({exc})"))
+
+        def settle(status: int, data: int) -> None:
             if status != RPC_STATUS_SUCCESS:
                 code = errno.EINTR if status == RPC_STATUS_TIMEOUT else errno.EIO
                 text = (ctypes.cast(data, _S).value if data else None) or b"rpc failed"
