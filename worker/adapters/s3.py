@@ -35,6 +35,11 @@ class ObjectInfo:
 def _fail(exc: BaseException, what: str) -> RetryableError | PermanentError:
     if isinstance(exc, ClientError):
         code = error_code(exc)
+        if code == "NoSuchUpload":
+            # Aborted under us: a retry of this job clears the uploads an earlier attempt left,
+            # and this attempt was taken for dead (frozen past its lease). Trying again finds
+            # the retry's output, or converts anew; it is no reason to give up the job.
+            return RetryableError(f"{what}: the upload was aborted (by a retry of this job?)")
         if code in _MISSING or http_status(exc) == 404:
             return PermanentError(f"{what}: the object does not exist (deleted before conversion?)")
         if code in ("PreconditionFailed", "412") or http_status(exc) == 412:
