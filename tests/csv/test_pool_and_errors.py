@@ -73,6 +73,7 @@ def client_error(code: str, status: int) -> ClientError:
         ("InternalError", 500, RetryableError),
         ("ServiceUnavailable", 503, RetryableError),
         ("PreconditionFailed", 412, RetryableError),
+        ("NoSuchUpload", 404, RetryableError),
     ],
 )
 def test_s3_errors_are_permanent_or_retried_by_their_nature(
