@@ -268,3 +268,9 @@ def test_undecodable_bytes_of_a_configured_encoding_fail_naming_the_line() -> No
     data = "a\nok\n".encode("utf-16-le") + b"\x00\xd8\x41\x00"  # a lone surrogate
     with pytest.raises(BadCsv, match=r"line 3: bytes .* are not valid utf-16-le"):
         convert(data, encoding="utf-16-le")
+
+
+def test_json_format_spanning_many_frames_is_one_valid_array() -> None:
+    data = b"a,b\n" + b"".join(b'%d,"x\ny"\n' % i for i in range(500))
+    output = convert_bytes(data, CsvOptions(output_format="json"), block_bytes=64)
+    assert json.loads(output) == [{"a": str(i), "b": "x\ny"} for i in range(500)]
