@@ -93,3 +93,12 @@ def mixed_run(
         return Run(mixed_world, workload, feeder, {"s3": s3, "sqs": sqs, "dynamodb": dynamodb})
 
     return make
+
+
+def wait_all(workers: list[WorkerProcess], *, timeout: float = 180) -> str:
+    """Wait for every worker; describe those that did not exit 0 ('' when all did)."""
+    codes = [w.wait(timeout=timeout) for w in workers]
+    failed = [(w, code) for w, code in zip(workers, codes, strict=True) if code != 0]
+    return "; ".join(
+        f"worker {w.pid} exited {code}: {w.stderr()[-3000:]} {w.lines[-5:]}" for w, code in failed
+    )
