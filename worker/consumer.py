@@ -208,7 +208,11 @@ class Consumer:
                         elif self._received_at + _FILL_SECONDS > loop.time():
                             deadline = self._received_at + _FILL_SECONDS
                         else:
-                            break
+                            # A starved process fires the timer in the same turn as the jobs
+                            # it waits for: let those that are ready run, then take theirs.
+                            await asyncio.sleep(0)
+                            if self._slots.busy == self._slots.total:
+                                break
             except BaseException:
                 self._slots.give(taken)
                 raise
