@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.image_base import make_base_tarball
+from scripts.image_context import context_digest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BASE_NAME = "docker.io/library/debian:bookworm-slim"
@@ -48,8 +49,12 @@ def storage() -> list[str]:
     vfs works anywhere (no overlay or fuse needed in a sandbox); a storage of our own keeps
     our cache layers apart from other images, so pruning them is safe.
     """
-    root = Path(os.environ.get("SPOTDRAIN_STORAGE", "/var/tmp/spotdrain-storage"))
+    root = storage_root()
     return ["--storage-driver", "vfs", "--root", str(root), "--runroot", str(root / "run")]
+
+
+def storage_root() -> Path:
+    return Path(os.environ.get("SPOTDRAIN_STORAGE", "/var/tmp/spotdrain-storage"))
 
 
 def missing_tools() -> list[str]:
@@ -102,12 +107,22 @@ def host_pip_volumes() -> list[str]:
 
 
 def build(name: str = IMAGE_NAME, *, context: Path = PROJECT_ROOT, cache: bool = True) -> float:
-    """Build `context`/Dockerfile, unmodified, as `name`; return the seconds it took."""
+    """Build `context`/Dockerfile, unmodified, as `name`; return the seconds it took.
+
+    With `cache`, an image already built from the same context, Dockerfile and base is
+    kept as it is (0 seconds), and a build reuses the layers whose inputs did not change.
+    """
     ensure_base()
     started = time.monotonic()
+    dockerfile = context / "Dockerfile"
+    digest = context_digest(context, dockerfile=dockerfile, base_id=image_id(BASE_NAME))
+    records = storage_root() / "built.json"
+    built = json.loads(records.read_text()) if records.exists() else {}
+    if cache and has_image(name) and built.get(name) == [digest, image_id(name)]:
+        return 0.0
     args = ["bud", "--isolation", "chroot", "--pull-never", f"--layers={str(cache).lower()}"]
     args += host_pip_volumes()
-    args += ["-t", name, "-f", str(context / "Dockerfile"), str(context)]
+    args += ["-t", name, "-f", str(dockerfile), str(context)]
     result = subprocess.run(
         ["buildah", *storage(), *args], capture_output=True, text=True, check=False
     )
@@ -116,7 +131,13 @@ def build(name: str = IMAGE_NAME, *, context: Path = PROJECT_ROOT, cache: bool =
         tail = "\n".join(output.splitlines()[-40:])
         raise RuntimeError(f"image build failed ({result.returncode}):\n{tail}")
     prune(keep=set(re.findall(r"^--> (?:Using cache )?([0-9a-f]{11,64})$", output, re.M)))
+    built[name] = [digest, image_id(name)]
+    records.write_text(json.dumps(built, indent=1))
     return time.monotonic() - started
+
+
+def image_id(name: str) -> str:
+    return str(json.loads(buildah("inspect", "--type", "image", name))["FromImageID"])
 
 
 def prune(*, keep: set[str]) -> None:

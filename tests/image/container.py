@@ -145,3 +145,13 @@ class ImageRun:
             if stream is not None:
                 stream.close()
         image_tool.remove_container(self.container)
+
+
+def run_in(image: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run any command in a fresh container of `image` (as the image's user) and remove it."""
+    container = image_tool.new_container(image)
+    try:
+        command = image_tool.run_argv(container, argv)
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        image_tool.remove_container(container)

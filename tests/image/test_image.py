@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import QueueFactory, drain_all, unique
 from tests.image.conftest import BuiltImage
-from tests.image.container import ImageRun
+from tests.image.container import ImageRun, run_in
 from tests.support import ganesha as ganesha_support
 from tests.support.ganesha import Ganesha
 from tests.support.moto_server import MotoServer
@@ -71,6 +71,13 @@ def test_image_holds_no_credentials(image: BuiltImage) -> None:
 
 def test_image_stays_small(image: BuiltImage) -> None:
     assert image.size < IMAGE_SIZE_LIMIT, f"{image.size / 1e6:.0f} MB"
+
+
+def test_image_carries_the_csv_converter_compiled_in_its_build_stage(image: BuiltImage) -> None:
+    """The host's build of the extension never enters the context (.dockerignore)."""
+    probe = "from worker.csvconv import blocks; print(blocks.ACCELERATED)"
+    result = run_in(image.name, ["python", "-c", probe])
+    assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr
 
 
 def test_worker_in_image_exits_2_naming_a_missing_queue_url(run_image: RunImage) -> None:
