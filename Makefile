@@ -1,5 +1,5 @@
 # The targets a contributor (and CI) runs. `make test` is what .ci/run calls.
-.PHONY: demo test lint typecheck unit bench-drain bench-refresh bench-csv launcher-zip clean
+.PHONY: demo test lint typecheck unit bench-drain bench-refresh bench-csv launcher-zip image clean
 
 PY := .venv/bin/python
 
@@ -34,6 +34,11 @@ bench-csv:
 # The launcher Lambda's code: launcher/*.py alone (the runtime provides boto3).
 launcher-zip:
 	$(PY) -m scripts.build_launcher_zip --output launcher.zip
+
+# The worker image from the Dockerfile, with buildah (no Docker engine needed; docs/deploy.md).
+image:
+	scripts/bootstrap.sh test
+	$(PY) -m scripts.image build
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache launcher.zip
