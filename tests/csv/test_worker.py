@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -239,3 +241,19 @@ def test_output_goes_to_the_output_bucket_under_the_output_prefix(
     s3.put_object(Bucket=bucket, Key="dir/x.csv", Body=b"a\n1\n")
     run_jobs(job(bucket, "dir/x.csv"), CSV_OUTPUT_BUCKET=target, CSV_OUTPUT_PREFIX="json/")
     assert ndjson(output(s3, target, "json/dir/x.json")) == [{"a": "1"}]
+
+
+def test_large_conversions_take_turns_on_the_converter_processes(
+    s3: Any, bucket: str, run_jobs: RunJobs
+) -> None:
+    for name in ("a", "b", "c"):
+        s3.put_object(Bucket=bucket, Key=f"{name}.csv", Body=big_csv(60_000))  # > 256 KiB each
+    run = run_jobs(*(job(bucket, f"{name}.csv") for name in "abc"), CSV_PROCESSES="1")
+    spans = sorted(
+        (end - event["seconds"], end)
+        for event in run.worker.events("csv.converted")
+        for end in [datetime.fromisoformat(event["timestamp"]).timestamp()]
+    )
+    assert len(spans) == 3
+    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+        assert second_start >= first_end - 0.01  # one at a time, never side by side

@@ -18,7 +18,7 @@ The rules it keeps (what users see):
 - Keys: the header row; a UTF-8 BOM is dropped before it is read; an empty name becomes
   column_<position>; a repeated name gets _2, _3, ... (skipping names the header has).
 - Blank lines are skipped (as csv.DictReader does), before the header too. A header-only
-  or empty input converts to no rows (ndjson: an empty object; json: []).
+  or empty input converts to no rows (ndjson: an empty output; json: []).
 - A row whose field count differs from the header's: an error naming its line
   (CSV_RAGGED=error); pad: missing values become null, extra ones are still an error;
   truncate: extra values are dropped and missing ones become null.

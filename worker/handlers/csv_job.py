@@ -119,6 +119,9 @@ class CsvJob:
         self._pool = pool
         self._options = options_of(csv)
         self._fingerprint = fingerprint(csv)
+        # Large conversions share the converter processes; running more of them at once
+        # than there are processes gains no speed and multiplies the memory in flight.
+        self._large = asyncio.Semaphore(pool.processes)
 
     async def __call__(self, job: Job, facts: MessageFacts) -> str | None:
         request = CsvRequest.parse(job.payload)
@@ -152,16 +155,18 @@ class CsvJob:
             metadata=metadata,
             content_type=CONTENT_TYPES[csv.output_format],
         )
-        started = time.monotonic()
         waits = Waits()
-        try:
-            conversion = await self._convert(source, writer, waits)
-            tags = {"rows": str(conversion.rows), "columns": str(conversion.columns)}
-            with waits.on("finish"):
-                await writer.close(tags)
-        except BaseException:
-            await asyncio.shield(writer.abort())
-            raise
+        large = source.size > SMALL_OBJECT
+        async with self._large if large else contextlib.nullcontext():
+            started = time.monotonic()
+            try:
+                conversion = await self._convert(source, writer, waits)
+                tags = {"rows": str(conversion.rows), "columns": str(conversion.columns)}
+                with waits.on("finish"):
+                    await writer.close(tags)
+            except BaseException:
+                await asyncio.shield(writer.abort())
+                raise
         seconds = max(time.monotonic() - started, 1e-6)
         log.info(
             "csv.converted",
