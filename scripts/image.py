@@ -131,8 +131,9 @@ def build(name: str = IMAGE_NAME, *, context: Path = PROJECT_ROOT, cache: bool =
         tail = "\n".join(output.splitlines()[-40:])
         raise RuntimeError(f"image build failed ({result.returncode}):\n{tail}")
     prune(keep=set(re.findall(r"^--> (?:Using cache )?([0-9a-f]{11,64})$", output, re.M)))
-    built[name] = [digest, image_id(name)]
-    records.write_text(json.dumps(built, indent=1))
+    if digest == context_digest(context, dockerfile=dockerfile, base_id=image_id(BASE_NAME)):
+        built[name] = [digest, image_id(name)]  # not when the tree changed while building
+        records.write_text(json.dumps(built, indent=1))
     return time.monotonic() - started
 
 
