@@ -65,7 +65,7 @@ class Consumer:
         # Receives the stop cut short: SQS may have handed them messages already.
         self._late: set[asyncio.Future[list[ReceivedMessage]]] = set()
         self._unstarted: set[asyncio.Task[None]] = set()  # tasks not yet run once
-        self._received_at = float("-inf")  # loop time when the last receive returned
+        self._filling: asyncio.Timeout | None = None  # the gathering receiver's patience
         self._last_received = float("-inf")
         self._idle = IdleWatch(
             queue.counts, idle_seconds=settings.idle_exit_seconds, busy=self._busy
@@ -182,37 +182,38 @@ class Consumer:
             raise
         finally:
             self._receiving -= 1
-            self._received_at = asyncio.get_running_loop().time()
+            filling = self._filling
+            if filling is not None and not self._receiving and not filling.expired():
+                # The slots it held are back or taken by jobs: wait for quick jobs only.
+                filling.reschedule(asyncio.get_running_loop().time() + _FILL_SECONDS)
 
     async def _take_slots(self) -> int:
         """Free slots for one receive: a whole batch when it can be had soon.
 
-        Slots that another receive in flight holds come back when it returns, and those of
-        jobs not yet started (a starved process) may come back at once, so they are waited
-        for; slots that running jobs hold, for _FILL_SECONDS after the last receive returned
-        (or after the wait began).
+        Slots that a receive in flight holds come back when it returns, and those of jobs not
+        yet started (a starved process) at once, so they are waited for; slots that running
+        jobs hold, for _FILL_SECONDS (after the last receive in flight returned).
         """
         async with self._gathering:  # two receivers gathering at once would split a batch
             taken = await self._slots.take(MAX_BATCH)
             batch = min(MAX_BATCH, self._slots.total)
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + _FILL_SECONDS
             try:
                 while taken < batch:
+                    deadline = None if self._receiving else loop.time() + _FILL_SECONDS
                     try:
-                        async with asyncio.timeout_at(deadline):
+                        async with asyncio.timeout_at(deadline) as self._filling:
                             taken += await self._slots.take(batch - taken)
                     except TimeoutError:
-                        if self._receiving or self._unstarted:
-                            deadline = loop.time() + _FILL_SECONDS
-                        elif self._received_at + _FILL_SECONDS > loop.time():
-                            deadline = self._received_at + _FILL_SECONDS
-                        else:
-                            # A starved process fires the timer in the same turn as the jobs
-                            # it waits for: let those that are ready run, then take theirs.
-                            await asyncio.sleep(0)
-                            if self._slots.busy == self._slots.total:
-                                break
+                        if self._unstarted:
+                            continue
+                        # A starved process fires the timer in the same turn as the jobs it
+                        # waits for: let those that are ready run, then take their slots.
+                        await asyncio.sleep(0)
+                        if self._slots.busy == self._slots.total:
+                            break
+                    finally:
+                        self._filling = None
             except BaseException:
                 self._slots.give(taken)
                 raise
