@@ -59,7 +59,7 @@ def chunks():
 t = time.perf_counter()
 with open(OUT, "wb") as out:
     for piece in convert_chunks(chunks(), CsvOptions(infer_types=TYPED), submit=pool.submit,
-                                window=2 * pool.processes):
+                                window=2 * pool.processes + 1):
         out.write(piece)
 seconds = time.perf_counter() - t
 pool.close()
@@ -127,6 +127,8 @@ def main() -> int:
     parser.add_argument("--no-e2e", action="store_true", help="skip the worker through moto")
     parser.add_argument("--no-install", action="store_true", help="do not pip-install peers")
     parser.add_argument("--work-dir", default="", help="where data and outputs go")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each fast tool this many times, keep its best (default 1)")
     args = parser.parse_args()
     only = {t for t in args.only.split(",") if t}
     wanted = lambda tool: not only or tool in only  # noqa: E731
@@ -147,15 +149,27 @@ def main() -> int:
     plan: list[tuple[str, str, str, Path, int, int]] = []  # tool, mode, runner, file, rows, procs
     cpus = len(os.sched_getaffinity(0))
     for mode in ("exact", "typed"):
-        plan.append((f"ours ({cpus} processes)", mode, "ours", data, rows, cpus))
-        if mode == "exact":
-            plan.append(("ours (1 process)", mode, "ours", data, rows, 1))
+        # as the worker (worker.csvconv.pool.default_processes), and with one converter
+        plan.append((f"ours ({cpus} converters)", mode, "ours", data, rows, cpus))
+        if mode == "exact" and cpus > 1:
+            plan.append(("ours (1 converter)", mode, "ours", data, rows, 1))
         for peer in ("polars", "duckdb", "pandas"):
             plan.append((peer, mode, peer, data, rows, 0))
-    for tool, mode, runner, path, expected, procs in plan:
-        if wanted(runner):
-            results.append(run_tool(tool, mode, runner, path, expected, work, procs))
-            print_row(results[-1])
+    best: dict[tuple[str, str], Result] = {}
+    for attempt in range(args.repeat):
+        for tool, mode, runner, path, expected, procs in plan:
+            if not wanted(runner) or (attempt and runner == "pandas"):
+                continue  # pandas is slow and far behind: once is enough
+            result = run_tool(tool, mode, runner, path, expected, work, procs)
+            print_row(result)
+            kept = best.get((tool, mode))
+            if kept is None or (result.rows_ok and result.seconds < kept.seconds):
+                best[(tool, mode)] = result
+    if args.repeat > 1:
+        print(f"\nbest of {args.repeat}:")
+        for result in best.values():
+            print_row(result)
+    results.extend(best.values())
     slow_path, slow_rows = (sample, sample_rows) if sample else (data, rows)
     note = f"first {args.slow_sample_mb} MiB" if sample else ""
     if wanted("stdlib"):
@@ -459,8 +473,7 @@ def report(results: list[Result], e2e: EndToEnd | None) -> int:
     met = True
     print()
     for mode in ("exact", "typed"):
-        ours = [r for r in results if r.mode == mode and r.tool.startswith("ours (") and
-                "1 process" not in r.tool]
+        ours = [r for r in results if r.mode == mode and r.tool.startswith("ours (")]
         peers = [r for r in results if r.mode == mode and not r.tool.startswith("ours") and
                  r.rows_ok]
         if not ours or not peers:
@@ -475,8 +488,8 @@ def report(results: list[Result], e2e: EndToEnd | None) -> int:
               + (f", peak RSS {ours[0].rss_mb:.0f} MB (target < 256)" if mode == "exact" else "")
               + f": {'met' if ok else 'NOT met'}")
     if e2e is not None:
-        core = next((r for r in results if r.mode == "exact" and r.tool.startswith("ours (")
-                     and "1 process" not in r.tool), None)
+        core = next((r for r in results if r.mode == "exact" and r.tool.startswith("ours (")),
+                    None)
         speed = e2e.mb / e2e.seconds
         written = e2e.output_mb / e2e.seconds
         print(f"end to end through moto: {speed:.1f} MB/s of CSV ({written:.1f} "

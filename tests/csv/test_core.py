@@ -274,3 +274,19 @@ def test_json_format_spanning_many_frames_is_one_valid_array() -> None:
     data = b"a,b\n" + b"".join(b'%d,"x\ny"\n' % i for i in range(500))
     output = convert_bytes(data, CsvOptions(output_format="json"), block_bytes=64)
     assert json.loads(output) == [{"a": str(i), "b": "x\ny"} for i in range(500)]
+
+
+UTF8_LIKE = st.text(max_size=12).map(lambda t: t.encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.skipif(blocks._fastcsv is None, reason="the C converter is not built")
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=24) | UTF8_LIKE)
+def test_the_c_utf8_check_finds_what_pythons_decoder_refuses(data: bytes) -> None:
+    assert blocks._fastcsv is not None
+    try:
+        data.decode("utf-8")
+        expected = -1
+    except UnicodeDecodeError as exc:
+        expected = exc.start
+    assert blocks._fastcsv.utf8_error(data) == expected

@@ -14,6 +14,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -280,7 +281,56 @@ static PyObject *check(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(verdict);
 }
 
+/* Offset of the first byte that is not part of well-formed UTF-8 (Unicode table 3-7, the
+   sequences Python's strict decoder accepts), or -1 when all of it is. */
+static Py_ssize_t utf8_error(const unsigned char *d, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t word;
+            memcpy(&word, d + i, 8);
+            if ((word & 0x8080808080808080ULL) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        unsigned char c = d[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        Py_ssize_t need;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) need = 1;
+        else if (c == 0xE0) { need = 2; lo = 0xA0; }
+        else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) need = 2;
+        else if (c == 0xED) { need = 2; hi = 0x9F; }
+        else if (c == 0xF0) { need = 3; lo = 0x90; }
+        else if (c >= 0xF1 && c <= 0xF3) need = 3;
+        else if (c == 0xF4) { need = 3; hi = 0x8F; }
+        else return i;
+        if (i + need >= n) return i; /* cut short by the end of the data */
+        if (d[i + 1] < lo || d[i + 1] > hi) return i;
+        for (Py_ssize_t k = 2; k <= need; k++)
+            if (d[i + k] < 0x80 || d[i + k] > 0xBF) return i;
+        i += need + 1;
+    }
+    return -1;
+}
+
+static PyObject *utf8_check(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) return NULL;
+    Py_ssize_t at;
+    Py_BEGIN_ALLOW_THREADS
+    at = utf8_error(data.buf, data.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    return PyLong_FromSsize_t(at);
+}
+
 static PyMethodDef methods[] = {
+    {"utf8_error", utf8_check, METH_VARARGS, "utf8_error(data) -> offset of bad UTF-8 or -1"},
     {"convert", convert, METH_VARARGS, "convert(data, delimiter, keys, row_separator, typed)"},
     {"check", check, METH_VARARGS, "check(data, delimiter) -> -1 | -2 | open field offset"},
     {NULL, NULL, 0, NULL},

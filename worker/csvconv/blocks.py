@@ -48,8 +48,7 @@ def convert_frame(layout: Layout, frame: Frame) -> Converted:
     """The JSON rows of one frame; BadCsv (naming the line) when it cannot be converted, or
     Reframe when the framer's cheap cut turned out to split a record."""
     try:
-        # ASCII needs no validation; checking for it is far cheaper than decoding.
-        text = None if frame.data.isascii() else frame.data.decode("utf-8")
+        text = _validated(frame.data)
     except UnicodeDecodeError as exc:
         line = frame.first_line + exact.count_lines(
             frame.data[: exc.start].decode("utf-8", "replace")
@@ -64,7 +63,7 @@ def convert_frame(layout: Layout, frame: Frame) -> Converted:
         if fast is not None:
             return Converted(fast[0], fast[1])
     if text is None:
-        text = frame.data.decode("ascii")
+        text = frame.data.decode("utf-8")
     exact.check_text(text, frame.first_line)
     final = frame.final or frame.exact
     records = exact.read_records(text, layout.delimiter, first_line=frame.first_line, final=final)
@@ -99,3 +98,18 @@ def quote_check(data: bytes, delimiter: str) -> int:
 @functools.lru_cache(maxsize=64)
 def _keys(layout: Layout) -> tuple[bytes, ...]:
     return tuple(layout.key_json(i) for i in range(len(layout.keys)))
+
+
+def _validated(data: bytes) -> str | None:
+    """Raise UnicodeDecodeError unless `data` is UTF-8; the text when it had to be decoded.
+
+    ASCII needs no check; the C check finds bad bytes without building a str; without
+    it, decoding is the check.
+    """
+    if data.isascii():
+        return None
+    if ACCELERATED and _fastcsv is not None:
+        if _fastcsv.utf8_error(data) < 0:
+            return None
+        return data.decode("utf-8")  # raises, where Python sees the error
+    return data.decode("utf-8")

@@ -206,7 +206,7 @@ class CsvJob:
         conversion = Conversion(
             self._options,
             submit=run_here if small else self._pool.submit,
-            window=2 * self._pool.processes,
+            window=2 * self._pool.processes + 1,
         )
         chunks = aiter(self._s3.stream(source))
         while True:
