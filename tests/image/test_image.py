@@ -69,6 +69,13 @@ def test_image_holds_no_credentials(image: BuiltImage) -> None:
     assert not {n for n in names if n.startswith("AWS_")}
 
 
+def test_the_build_time_pip_config_and_ca_bundle_are_not_baked_in(image: BuiltImage) -> None:
+    """buildah leaves empty mount points where the build mounted them; no content stays."""
+    script = "cat /etc/pip.conf /run/host-ca.crt 2>/dev/null | wc -c"
+    result = run_in(image.name, ["sh", "-c", script])
+    assert (result.returncode, result.stdout.strip()) == (0, "0"), result.stderr
+
+
 def test_image_stays_small(image: BuiltImage) -> None:
     assert image.size < IMAGE_SIZE_LIMIT, f"{image.size / 1e6:.0f} MB"
 
