@@ -34,7 +34,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_partial_output(
     mixed_run: Callable[..., Run], start_worker: StartWorker, seed: int
 ) -> None:
     rng = random.Random(seed)
-    run = mixed_run(jobs=12 * ROUNDS, large=3, rate=8)
+    run = mixed_run(jobs=8 * ROUNDS, large=3, rate=8)
     env = run.world.env(WORKER_VISIBILITY_SECONDS=VISIBILITY)
     survivor = start_worker(**env, WORKER_IDLE_EXIT_SECONDS=4)
     run.feeder.start()
@@ -45,7 +45,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_partial_output(
         victim.wait_for("worker.started", timeout=60)
         if round_ + 1 < ROUNDS:  # the next victim starts up while this one works
             upcoming = start_worker(**env, WORKER_IDLE_EXIT_SECONDS=0)
-        time.sleep(rng.uniform(0.05, 2.0))
+        time.sleep(rng.uniform(0.05, 1.5))
         victim.kill()
         victims.append(victim)
     assert survivor.wait(timeout=180) == 0, f"seed {seed}"

@@ -24,7 +24,7 @@ from worker.adapters.s3 import S3
 from worker.errors import RetryableError
 
 VISIBILITY = 2
-FREEZES = 5
+FREEZES = 4
 
 
 @pytest.mark.slow
@@ -32,7 +32,7 @@ FREEZES = 5
 def test_every_job_sent_twice_and_taken_by_two_workers_at_once_yields_one_correct_output(
     mixed_run: Callable[..., Run], start_worker: StartWorker
 ) -> None:
-    run = mixed_run(jobs=100, large=2, rate=20, copies=2)
+    run = mixed_run(jobs=60, large=1, rate=20, copies=2)
     workers = [start_worker(**run.world.env(WORKER_IDLE_EXIT_SECONDS=3)) for _ in range(2)]
     run.feeder.start()
     assert [w.wait(timeout=180) for w in workers] == [0, 0]
@@ -51,7 +51,7 @@ def test_a_message_redelivered_while_a_frozen_worker_still_holds_it_yields_one_o
     mixed_run: Callable[..., Run], start_worker: StartWorker, seed: int
 ) -> None:
     rng = random.Random(seed)
-    run = mixed_run(jobs=120, large=4, rate=8)
+    run = mixed_run(jobs=80, large=3, rate=8)
     env = run.world.env(WORKER_VISIBILITY_SECONDS=VISIBILITY, WORKER_IDLE_EXIT_SECONDS=4)
     frozen, other = start_worker(**env), start_worker(**env)
     frozen.wait_for("worker.started", timeout=60)

@@ -75,7 +75,7 @@ def test_sigterm_and_spot_notices_under_load_exit_0_in_budget_and_hand_work_to_t
     mixed_run: Callable[..., Run], start_worker: StartWorker, seed: int
 ) -> None:
     rng = random.Random(seed)
-    run = mixed_run(jobs=200, large=6, rate=10)
+    run = mixed_run(jobs=120, large=4, rate=8)
     env = run.world.env(WORKER_VISIBILITY_SECONDS=VISIBILITY, WORKER_CANCEL_SECONDS=CANCEL)
     survivor = start_worker(**env, WORKER_IDLE_EXIT_SECONDS=3)
     run.feeder.start()

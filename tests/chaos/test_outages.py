@@ -23,7 +23,7 @@ from tests.support.moto_server import MotoServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfs]
 
-JOBS = 80
+JOBS = 60
 
 
 def test_ganesha_crashing_and_restarting_mid_run_loses_no_sidecar(
