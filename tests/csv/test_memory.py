@@ -1,4 +1,4 @@
-"""Memory stays bounded whatever the size: a 512 MiB CSV converts within 256 MB of RSS."""
+"""Memory stays bounded whatever the size: a 512 MiB CSV converts within 256 MiB of RSS."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
-def test_a_512_mib_csv_converts_with_peak_rss_under_256_mb(
+def test_a_512_mib_csv_converts_with_peak_rss_under_256_mib_all_processes_counted(
     s3: Any, sqs: Any, bucket: str, make_queue: QueueFactory,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
@@ -106,5 +106,5 @@ def test_a_512_mib_csv_converts_with_peak_rss_under_256_mb(
     print(f"peak RSS: worker {worker_peak / 2**20:.0f} MiB, converter processes "
           f"{[round(p / 2**20) for p in converters.values()]} MiB, "
           f"{converted['mb_per_s']} MB/s through moto")
-    assert worker_peak < LIMIT
-    assert converters and all(peak < LIMIT for peak in converters.values())
+    # The whole tree, converter processes included (their shared-memory slots count twice).
+    assert converters and worker_peak + sum(converters.values()) < LIMIT

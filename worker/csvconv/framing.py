@@ -14,7 +14,7 @@ from worker.csvconv.blocks import Frame
 from worker.csvconv.exact import MAX_RECORD_BYTES, BadCsv
 from worker.csvconv.options import CsvOptions, Layout, header_keys, sniff_delimiter
 
-BLOCK_BYTES = 2 * 1024 * 1024
+BLOCK_BYTES = 1024 * 1024
 SNIFF_BYTES = 64 * 1024
 _BOM = codecs.BOM_UTF8
 
