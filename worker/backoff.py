@@ -15,6 +15,6 @@ def retry_delay(receive_count: int, *, rng: random.Random | None = None) -> int:
     (half fixed, half random) so that a burst of failures does not come back in lockstep.
     """
     exponent = min(max(receive_count, 1) - 1, 20)
-    ceiling = min(MAX_SECONDS, BASE_SECONDS * 2**exponent)
+    ceiling: float = min(MAX_SECONDS, BASE_SECONDS * 2.0**exponent)
     draw: float = (rng or random).uniform(0.5, 1.0)
-    return max(1, int(round(ceiling * draw)))
+    return max(1, round(ceiling * draw))
