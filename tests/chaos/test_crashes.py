@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.chaos.conftest import Run, StartWorker
+from tests.chaos.conftest import Run, StartWorker, wait_all
 from tests.support.worker_process import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfs]
@@ -48,7 +48,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_partial_output(
         time.sleep(rng.uniform(0.05, 1.5))
         victim.kill()
         victims.append(victim)
-    assert survivor.wait(timeout=180) == 0, f"seed {seed}"
+    assert wait_all([survivor]) == "", f"seed {seed}"
     assert run.problems() == [], f"seed {seed}"
     taken_up = redelivered([survivor, *victims])
     print(f"{ROUNDS} kills; {taken_up} messages finished on a later delivery")

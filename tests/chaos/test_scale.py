@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.chaos.conftest import Run, StartWorker
+from tests.chaos.conftest import Run, StartWorker, wait_all
 
 pytestmark = [pytest.mark.slow, pytest.mark.nfs]
 
@@ -24,7 +24,7 @@ def test_four_workers_drain_a_steady_mixed_feed_and_leave_exactly_the_expected_e
     run = mixed_run(jobs=JOBS, rate=30)
     workers = [start_worker(**run.world.env(WORKER_IDLE_EXIT_SECONDS=3)) for _ in range(WORKERS)]
     run.feeder.start()
-    assert [w.wait(timeout=180) for w in workers] == [0] * WORKERS
+    assert wait_all(workers) == ""
     assert run.problems() == []
     served = [len(w.events("message.done")) for w in workers]
     assert all(served), f"a worker took no message at all: {served}"
