@@ -34,13 +34,6 @@ static int out_grow(Out *o, Py_ssize_t extra) {
     return 0;
 }
 
-static inline int out_put(Out *o, const char *s, Py_ssize_t n) {
-    if (out_grow(o, n) < 0) return -1;
-    memcpy(o->buf + o->len, s, (size_t)n);
-    o->len += n;
-    return 0;
-}
-
 /* JSON escapes exactly as json.dumps(ensure_ascii=False) writes them. */
 static char ESCAPE[256][8];
 static unsigned char ESCAPE_LEN[256]; /* 0: the byte is copied as is */
@@ -102,26 +95,41 @@ static int classify(const unsigned char *d, Py_ssize_t s, Py_ssize_t e) {
     return i == e ? KIND_RAW : KIND_STRING;
 }
 
-/* Escaped content; a doubled quote of quoted content becomes \". Returns -2 on a NUL. */
-static int put_string(Out *o, const unsigned char *d, const Field *f) {
-    if (out_grow(o, 2 + (f->end - f->start) * 6) < 0) return -1;
-    char *w = o->buf + o->len;
-    *w++ = '"';
-    for (Py_ssize_t i = f->start; i < f->end; i++) {
-        unsigned char c = d[i];
-        unsigned char n = ESCAPE_LEN[c];
-        if (n == 0) {
-            *w++ = (char)c;
-            continue;
+/* Word-at-a-time tests (exact for "does any byte ..."): 8 bytes per step on long runs. */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+static inline uint64_t any_zero(uint64_t v) { return (v - ONES) & ~v & HIGHS; }
+static inline uint64_t any_byte(uint64_t v, unsigned char b) { return any_zero(v ^ (ONES * b)); }
+static inline uint64_t any_below(uint64_t v, unsigned char n) { return (v - ONES * n) & ~v & HIGHS; }
+
+/* Write the escaped content of d[start:end] at w (room for 6 bytes per byte is there); a
+   doubled quote of quoted content becomes \". Returns the new end, or NULL on a NUL. */
+static char *write_escaped(char *w, const unsigned char *d, Py_ssize_t i, Py_ssize_t end) {
+    while (i < end) {
+        while (i + 8 <= end) {
+            uint64_t v;
+            memcpy(&v, d + i, 8);
+            if (any_below(v, 0x20) | any_byte(v, '"') | any_byte(v, '\\')) break;
+            memcpy(w, &v, 8);
+            w += 8;
+            i += 8;
         }
-        if (c == 0) return -2;
-        memcpy(w, ESCAPE[c], n);
-        w += n;
-        if (c == '"') i++; /* the second quote of the pair */
+        for (; i < end; i++) {
+            unsigned char c = d[i];
+            unsigned char n = ESCAPE_LEN[c];
+            if (n == 0) {
+                *w++ = (char)c;
+                continue;
+            }
+            if (c == 0) return NULL;
+            memcpy(w, ESCAPE[c], n);
+            w += n;
+            if (c == '"') i++; /* the second quote of the pair */
+            i++;
+            break; /* back to whole words */
+        }
     }
-    *w++ = '"';
-    o->len = w - o->buf;
-    return 0;
+    return w;
 }
 
 /* Scan one field starting at *p; fill f and leave *p on the byte after it (a delimiter,
@@ -155,6 +163,12 @@ static int scan_field(const unsigned char *d, Py_ssize_t n, Py_ssize_t *p, unsig
     }
     f->start = i;
     f->quoted = 0;
+    while (i + 8 <= n) {
+        uint64_t v;
+        memcpy(&v, d + i, 8);
+        if (any_byte(v, delim) | any_byte(v, '\n') | any_byte(v, '\r') | any_byte(v, '"')) break;
+        i += 8;
+    }
     while (i < n) {
         unsigned char c = d[i];
         if (c == delim || c == '\n' || c == '\r') break;
@@ -177,6 +191,9 @@ static PyObject *convert(PyObject *self, PyObject *args) {
     Py_ssize_t n = data.len;
     Py_ssize_t width = PyTuple_GET_SIZE(keys);
     Field *fields = NULL;
+    char *prefixes = NULL;
+    char **prefix = NULL;
+    Py_ssize_t *prefix_len = NULL;
     Out o = {NULL, NULL, 0, 0};
     PyObject *result = NULL;
     unsigned char delim = (unsigned char)delimiter;
@@ -200,6 +217,27 @@ static PyObject *convert(PyObject *self, PyObject *args) {
     o.buf = PyBytes_AS_STRING(o.bytes);
     const char *sep = PyBytes_AS_STRING(row_separator);
     Py_ssize_t sep_len = PyBytes_GET_SIZE(row_separator);
+    /* Per column, what comes before its value: '{' or ',', the key, ':'. */
+    Py_ssize_t prefix_total = 0;
+    for (Py_ssize_t k = 0; k < width; k++)
+        prefix_total += PyBytes_GET_SIZE(PyTuple_GET_ITEM(keys, k)) + 2;
+    prefixes = PyMem_Malloc((size_t)prefix_total + 1);
+    prefix = PyMem_Malloc(sizeof(char *) * (size_t)width);
+    prefix_len = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)width);
+    if (prefixes == NULL || prefix == NULL || prefix_len == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0, at = 0; k < width; k++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, k);
+        Py_ssize_t size = PyBytes_GET_SIZE(key);
+        prefix[k] = prefixes + at;
+        prefixes[at] = k == 0 ? '{' : ',';
+        memcpy(prefixes + at + 1, PyBytes_AS_STRING(key), (size_t)size);
+        prefixes[at + 1 + size] = ':';
+        prefix_len[k] = size + 2;
+        at += size + 2;
+    }
     Py_ssize_t rows = 0, p = 0;
     int declined = 0;
 
@@ -209,7 +247,7 @@ static PyObject *convert(PyObject *self, PyObject *args) {
             p += (d[p] == '\r' && p + 1 < n && d[p + 1] == '\n') ? 2 : 1;
             continue;
         }
-        Py_ssize_t count = 0;
+        Py_ssize_t count = 0, record_start = p;
         for (;;) {
             if (count == width) { declined = 1; break; }
             if (scan_field(d, n, &p, delim, &fields[count]) != 0) { declined = 1; break; }
@@ -220,28 +258,35 @@ static PyObject *convert(PyObject *self, PyObject *args) {
             break;
         }
         if (declined || count != width) { declined = 1; break; }
-        if (rows && out_put(&o, sep, sep_len) < 0) { declined = -1; break; }
-        for (Py_ssize_t k = 0; k < width && declined == 0; k++) {
-            PyObject *key = PyTuple_GET_ITEM(keys, k);
-            if (out_grow(&o, PyBytes_GET_SIZE(key) + 2) < 0) { declined = -1; break; }
-            o.buf[o.len++] = k == 0 ? '{' : ',';
-            memcpy(o.buf + o.len, PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
-            o.len += PyBytes_GET_SIZE(key);
-            o.buf[o.len++] = ':';
+        /* Room for the whole record at once: prefixes, quotes, 6 bytes per content byte. */
+        Py_ssize_t need = sep_len + prefix_total + 2 * width + 8 + 6 * (p - record_start);
+        if (out_grow(&o, need) < 0) { declined = -1; break; }
+        char *w = o.buf + o.len;
+        if (rows) { memcpy(w, sep, (size_t)sep_len); w += sep_len; }
+        for (Py_ssize_t k = 0; k < width; k++) {
+            memcpy(w, prefix[k], (size_t)prefix_len[k]);
+            w += prefix_len[k];
             Field *f = &fields[k];
             int kind = typed ? classify(d, f->start, f->end) : KIND_STRING;
-            int rc = 0;
             switch (kind) {
-            case KIND_NULL: rc = out_put(&o, "null", 4); break;
-            case KIND_TRUE: rc = out_put(&o, "true", 4); break;
-            case KIND_FALSE: rc = out_put(&o, "false", 5); break;
-            case KIND_RAW: rc = out_put(&o, (const char *)d + f->start, f->end - f->start); break;
-            default: rc = put_string(&o, d, f);
+            case KIND_NULL: memcpy(w, "null", 4); w += 4; break;
+            case KIND_TRUE: memcpy(w, "true", 4); w += 4; break;
+            case KIND_FALSE: memcpy(w, "false", 5); w += 5; break;
+            case KIND_RAW:
+                memcpy(w, d + f->start, (size_t)(f->end - f->start));
+                w += f->end - f->start;
+                break;
+            default:
+                *w++ = '"';
+                w = write_escaped(w, d, f->start, f->end);
+                if (w == NULL) break;
+                *w++ = '"';
             }
-            if (rc == -2) declined = 1;
-            else if (rc < 0) declined = -1;
+            if (w == NULL) break;
         }
-        if (declined == 0 && out_put(&o, "}", 1) < 0) declined = -1;
+        if (w == NULL) { declined = 1; break; }
+        *w++ = '}';
+        o.len = w - o.buf;
         rows++;
     }
 
@@ -258,6 +303,9 @@ static PyObject *convert(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(o.bytes);
     PyMem_Free(fields);
+    PyMem_Free(prefixes);
+    PyMem_Free(prefix);
+    PyMem_Free(prefix_len);
     PyBuffer_Release(&data);
     return result;
 }
