@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -102,3 +103,18 @@ def wait_all(workers: list[WorkerProcess], *, timeout: float = 180) -> str:
     return "; ".join(
         f"worker {w.pid} exited {code}: {w.stderr()[-3000:]} {w.lines[-5:]}" for w, code in failed
     )
+
+
+def wait_for_a_receive(sqs: Any, queue_url: str, *, timeout: float) -> None:
+    """Until the count of messages in flight rises (someone received), or `timeout` seconds."""
+
+    def in_flight() -> int:
+        name = "ApproximateNumberOfMessagesNotVisible"
+        return int(
+            sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[name])["Attributes"][name]
+        )
+
+    before = in_flight()
+    deadline = time.monotonic() + timeout
+    while in_flight() <= before and time.monotonic() < deadline:
+        time.sleep(0.05)

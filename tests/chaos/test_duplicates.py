@@ -22,7 +22,7 @@ import pytest
 from aiobotocore.session import get_session
 from aiobotocore.stub import AioStubber
 
-from tests.chaos.conftest import Run, StartWorker, wait_all
+from tests.chaos.conftest import Run, StartWorker, wait_all, wait_for_a_receive
 from tests.chaos.test_crashes import redelivered
 from worker.adapters.s3 import S3
 from worker.errors import RetryableError
@@ -41,21 +41,6 @@ def test_every_job_sent_twice_and_taken_by_two_workers_at_once_yields_one_correc
     run.feeder.start()
     assert wait_all(workers) == ""
     assert run.problems() == []
-
-
-def wait_for_a_receive(sqs: Any, queue_url: str, *, timeout: float) -> None:
-    """Until the count of messages in flight rises (someone received), or `timeout` seconds."""
-
-    def in_flight() -> int:
-        name = "ApproximateNumberOfMessagesNotVisible"
-        return int(
-            sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=[name])["Attributes"][name]
-        )
-
-    before = in_flight()
-    deadline = time.monotonic() + timeout
-    while in_flight() <= before and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 @pytest.mark.slow

@@ -1,6 +1,8 @@
-"""Graceful stop under load: SIGTERM or an IMDS Spot notice at seeded random moments. Each
-stopped worker exits 0 within its grace plus cancel budget, and what it hands back is taken up
-by the surviving worker at once, not after the lease (set far longer than the whole run).
+"""Graceful stop under load: SIGTERM or an IMDS Spot notice at seeded random moments, each
+right after the stopped worker took messages (the survivor is paused for that moment, so that
+the victim is the one to take them). Each stopped worker exits 0 within its grace plus
+cancel budget, and what it hands back is taken up by the surviving worker at once, not after
+the lease (set far longer than the whole run).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pytest
 
-from tests.chaos.conftest import Run, StartWorker
+from tests.chaos.conftest import Run, StartWorker, wait_for_a_receive
 from tests.conftest import QueueFactory
 from tests.support.imds import FakeImds
 from tests.support.moto_server import MotoServer, free_port
@@ -50,13 +53,17 @@ class Stop:
         return self.seconds <= self.grace + CANCEL + SLACK
 
 
-def stop_one(victim: WorkerProcess, grace: float, imds: FakeImds | None) -> Stop:
-    """Announce a Spot interruption on `imds`, or send SIGTERM; time it until the exit."""
+def stop_one(
+    victim: WorkerProcess, grace: float, imds: FakeImds | None, *, then: Callable[[], None]
+) -> Stop:
+    """Announce a Spot interruption on `imds`, or send SIGTERM; call `then`; time the stop
+    until the process ends."""
     began = time.monotonic()
     if imds is not None:
         imds.announce()
     else:
         victim.signal(signal.SIGTERM)
+    then()
     code = victim.wait(timeout=grace + CANCEL + 60)
     how = "sigterm" if imds is None else "spot"
     return Stop(how, grace, code, round(time.monotonic() - began, 2))
@@ -72,10 +79,10 @@ def handed_back(victims: list[WorkerProcess]) -> int:
 
 @pytest.mark.nfs
 def test_sigterm_and_spot_notices_under_load_exit_0_in_budget_and_hand_work_to_the_survivor(
-    mixed_run: Callable[..., Run], start_worker: StartWorker, seed: int
+    mixed_run: Callable[..., Run], start_worker: StartWorker, sqs: Any, seed: int
 ) -> None:
     rng = random.Random(seed)
-    run = mixed_run(jobs=120, large=4, rate=8)
+    run = mixed_run(jobs=120, large=8, rate=8)
     env = run.world.env(WORKER_VISIBILITY_SECONDS=VISIBILITY, WORKER_CANCEL_SECONDS=CANCEL)
     survivor = start_worker(**env, WORKER_IDLE_EXIT_SECONDS=3)
     run.feeder.start()
@@ -83,7 +90,7 @@ def test_sigterm_and_spot_notices_under_load_exit_0_in_budget_and_hand_work_to_t
     victims: list[WorkerProcess] = []
     first_stop = 0.0
     for round_ in range(ROUNDS):
-        grace = rng.choice([0.0, 0.0, 0.5, 2.0])
+        grace = rng.choice([0.0, 0.0, 0.0, 0.5, 2.0])
         with FakeImds() as imds:
             spot = round_ % 2 == 1
             watch = {"SPOT_IMDS": "on", "IMDS_ENDPOINT": imds.url, "SPOT_POLL_SECONDS": SPOT_POLL}
@@ -95,10 +102,13 @@ def test_sigterm_and_spot_notices_under_load_exit_0_in_budget_and_hand_work_to_t
             )
             victims.append(victim)
             victim.wait_for("worker.started", timeout=60)
-            time.sleep(rng.uniform(0.2, 2.5))
+            time.sleep(rng.uniform(0.2, 1.5))
+            survivor.signal(signal.SIGSTOP)  # so that the next messages go to the victim
+            wait_for_a_receive(sqs, run.world.queue.url, timeout=3)
             if round_ == 0:
                 first_stop = time.monotonic()
-            stops.append(stop_one(victim, grace, imds if spot else None))
+            thaw = partial(survivor.signal, signal.SIGCONT)
+            stops.append(stop_one(victim, grace, imds if spot else None, then=thaw))
     assert survivor.wait(timeout=VISIBILITY) == 0
     drained_after = time.monotonic() - first_stop
     given = handed_back(victims)
