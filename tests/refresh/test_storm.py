@@ -55,7 +55,9 @@ def test_a_storm_from_three_workers_gives_one_refresh_per_window_and_misses_noth
 
     recorded = [e for w in workers for e in w.events("refresh.recorded")]
     started = {e["window"]: e for w in workers for e in w.events("refresh.started")}
-    assert len(recorded) == CHANGES  # each change written once (no duplicate deliveries here)
+    # Each change is written; a redelivery (a lease that ran out on a loaded machine) writes
+    # it again, harmlessly, so count messages rather than writes.
+    assert {e["message_id"] for e in recorded} == {message_id for message_id, _ in sent}
     uncovered = []
     for change in recorded:
         # The write that saw window W came before W's claim, and the claim before its refresh.
