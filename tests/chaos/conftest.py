@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +27,9 @@ from tests.refresh.conftest import (  # noqa: F401 - fixtures, used by name
 )
 from tests.sidecar.conftest import ganesha, nfs_destination, world  # noqa: F401 - fixtures
 from tests.support.ganesha import Ganesha
+from tests.support.moto_server import MotoServer, free_port
 from tests.support.storage_gateway import StorageGatewayEndpoint
-from tests.support.worker_process import WorkerProcess
+from tests.support.worker_process import PROJECT_ROOT, WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -118,3 +122,36 @@ def wait_for_a_receive(sqs: Any, queue_url: str, *, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while in_flight() <= before and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def redelivered(workers: list[WorkerProcess]) -> int:
+    """Messages settled on a second or later delivery: work a kill interrupted (or a lease
+    it left behind) was taken up again."""
+    return sum(1 for w in workers for e in w.events("message.done") if e.get("attempt", 1) > 1)
+
+
+@contextmanager
+def slow_answers(moto: MotoServer, seconds: float) -> Iterator[str]:
+    """bench/latency_proxy.py in front of moto: every answer arrives `seconds` late, so a
+    ReceiveMessage that moto has served is still on its way to the worker for that long."""
+    port = free_port()
+    proxy = subprocess.Popen(
+        [
+            sys.executable,
+            "bench/latency_proxy.py",
+            "--rtt-ms",
+            str(seconds * 1000),
+            f"{port}:{moto.port}",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+        if proxy.stdout is not None:
+            proxy.stdout.close()

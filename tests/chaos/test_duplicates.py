@@ -22,8 +22,15 @@ import pytest
 from aiobotocore.session import get_session
 from aiobotocore.stub import AioStubber
 
-from tests.chaos.conftest import Run, StartWorker, wait_all, wait_for_a_receive
-from tests.chaos.test_crashes import redelivered
+from tests.chaos.conftest import (
+    Run,
+    StartWorker,
+    redelivered,
+    slow_answers,
+    wait_all,
+    wait_for_a_receive,
+)
+from tests.support.moto_server import MotoServer
 from worker.adapters.s3 import S3
 from worker.errors import RetryableError
 
@@ -46,23 +53,31 @@ def test_every_job_sent_twice_and_taken_by_two_workers_at_once_yields_one_correc
 @pytest.mark.slow
 @pytest.mark.nfs
 def test_a_message_redelivered_while_a_frozen_worker_still_holds_it_yields_one_output(
-    mixed_run: Callable[..., Run], start_worker: StartWorker, sqs: Any, seed: int
+    mixed_run: Callable[..., Run],
+    start_worker: StartWorker,
+    sqs: Any,
+    moto: MotoServer,
+    seed: int,
 ) -> None:
     rng = random.Random(seed)
-    run = mixed_run(jobs=80, large=4, rate=8)
+    run = mixed_run(jobs=80, large=4, rate=3)  # the feed lasts as long as the freezes
     env = run.world.env(WORKER_VISIBILITY_SECONDS=VISIBILITY, WORKER_IDLE_EXIT_SECONDS=4)
-    frozen, other = start_worker(**env), start_worker(**env)
-    frozen.wait_for("worker.started", timeout=60)
-    run.feeder.start()
-    for _ in range(FREEZES):
-        time.sleep(rng.uniform(0.2, 1.5))
-        other.signal(signal.SIGSTOP)  # so that the next messages go to `frozen`
-        wait_for_a_receive(sqs, run.world.queue.url, timeout=3)
-        frozen.signal(signal.SIGSTOP)
-        other.signal(signal.SIGCONT)
-        time.sleep(VISIBILITY + rng.uniform(0.5, 2.0))  # its leases run out; `other` takes over
-        frozen.signal(signal.SIGCONT)
-    assert wait_all([frozen, other]) == "", f"seed {seed}"
+    # The frozen worker's SQS answers come 0.3 s late: once moto has served its receive, the
+    # freeze surely comes before the messages are done (quick jobs take milliseconds).
+    with slow_answers(moto, 0.3) as late_sqs:
+        frozen = start_worker(**env, AWS_ENDPOINT_URL_SQS=late_sqs)
+        other = start_worker(**env)
+        frozen.wait_for("worker.started", timeout=60)
+        run.feeder.start()
+        for _ in range(FREEZES):
+            time.sleep(rng.uniform(0.2, 1.5))
+            other.signal(signal.SIGSTOP)  # so that the next messages go to `frozen`
+            wait_for_a_receive(sqs, run.world.queue.url, timeout=3)
+            frozen.signal(signal.SIGSTOP)
+            other.signal(signal.SIGCONT)
+            time.sleep(VISIBILITY + rng.uniform(0.5, 2.0))  # its leases run out; `other` takes over
+            frozen.signal(signal.SIGCONT)
+        assert wait_all([frozen, other]) == "", f"seed {seed}"
     # Moving a message to the dead-letter queue is a send, then a delete: two holders of one
     # poison message may both send it. A copy of poison is tolerated; anything else is not.
     assert run.problems(dead_letter_repeats=True) == [], f"seed {seed}"

@@ -10,22 +10,19 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import pytest
 
-from tests.chaos.conftest import Run, StartWorker, wait_for_a_receive
+from tests.chaos.conftest import Run, StartWorker, slow_answers, wait_for_a_receive
 from tests.conftest import QueueFactory
 from tests.support.imds import FakeImds
-from tests.support.moto_server import MotoServer, free_port
-from tests.support.worker_process import PROJECT_ROOT, WorkerProcess
+from tests.support.moto_server import MotoServer
+from tests.support.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +79,7 @@ def test_sigterm_and_spot_notices_under_load_exit_0_in_budget_and_hand_work_to_t
     mixed_run: Callable[..., Run], start_worker: StartWorker, sqs: Any, seed: int
 ) -> None:
     rng = random.Random(seed)
-    run = mixed_run(jobs=120, large=8, rate=8)
+    run = mixed_run(jobs=120, large=8, rate=4)  # the feed lasts about as long as the stops
     env = run.world.env(WORKER_VISIBILITY_SECONDS=VISIBILITY, WORKER_CANCEL_SECONDS=CANCEL)
     survivor = start_worker(**env, WORKER_IDLE_EXIT_SECONDS=3)
     run.feeder.start()
@@ -119,33 +116,6 @@ def test_sigterm_and_spot_notices_under_load_exit_0_in_budget_and_hand_work_to_t
     assert drained_after < VISIBILITY - 30, "a message waited out its lease: not handed back"
     assert run.problems() == [], f"seed {seed}"
     assert given > 0, "no stop caught a message in hand: the scenario tested nothing"
-
-
-@contextmanager
-def slow_answers(moto: MotoServer, seconds: float) -> Iterator[str]:
-    """bench/latency_proxy.py in front of moto: every answer arrives `seconds` late, so a
-    ReceiveMessage that moto has served is still on its way to the worker for that long."""
-    port = free_port()
-    proxy = subprocess.Popen(
-        [
-            sys.executable,
-            "bench/latency_proxy.py",
-            "--rtt-ms",
-            str(seconds * 1000),
-            f"{port}:{moto.port}",
-        ],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
-        if proxy.stdout is not None:
-            proxy.stdout.close()
 
 
 def counts(sqs: Any, url: str) -> tuple[int, int]:
