@@ -1,5 +1,5 @@
 # The targets a contributor (and CI) runs. `make test` is what .ci/run calls.
-.PHONY: demo test lint typecheck unit bench-drain bench-refresh bench-csv launcher-zip image clean
+.PHONY: demo test lint typecheck unit bench-drain bench-refresh bench-csv bench-scale launcher-zip image clean
 
 PY := .venv/bin/python
 
@@ -27,6 +27,9 @@ bench-drain:
 
 bench-refresh:
 	$(PY) bench/refresh.py
+
+bench-scale:
+	$(PY) bench/scale.py
 
 bench-csv:
 	$(PY) bench/csv.py
