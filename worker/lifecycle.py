@@ -13,6 +13,7 @@ from worker.adapters.aws import AwsClients
 from worker.adapters.sqs import Queue
 from worker.batching import Batcher
 from worker.consumer import Consumer
+from worker.errors import RetryableError
 from worker.leases import Leases, VisibilityEntry
 from worker.outcomes import Settler
 from worker.settings import Settings
@@ -38,11 +39,11 @@ async def run(settings: Settings) -> str:
         )
         sqs = await clients.get("sqs")
         queue = Queue(sqs, settings.queue_url)
-        attributes = await queue.check("QUEUE_URL")
+        attributes = await _check_patiently(queue, "QUEUE_URL", stop)
         dead_letter = Queue(sqs, settings.dlq_url) if settings.dlq_url else None
         dead_letter_max_bytes = 1_048_576
         if dead_letter is not None:
-            dlq_attributes = await dead_letter.check("DLQ_URL")
+            dlq_attributes = await _check_patiently(dead_letter, "DLQ_URL", stop)
             dead_letter_max_bytes = int(
                 dlq_attributes.get("MaximumMessageSize", dead_letter_max_bytes)
             )
@@ -106,3 +107,22 @@ async def run(settings: Settings) -> str:
                 log.error("worker.flush_timed_out", seconds=settings.cancel_seconds)
             log.info("worker.exit", **stats.summary(reason))
     return reason
+
+
+START_PATIENCE_SECONDS = 60.0
+
+
+async def _check_patiently(queue: Queue, option: str, stop: StopRequest) -> dict[str, str]:
+    """Check a queue at start, riding out a passing outage (a task may start during one)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_PATIENCE_SECONDS
+    pause = 1.0
+    while True:
+        try:
+            return await queue.check(option)
+        except RetryableError as exc:
+            if stop.requested or loop.time() + pause > deadline:
+                raise
+            log.warning("worker.start_retry", option=option, error=str(exc), retry_in_s=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 10.0)

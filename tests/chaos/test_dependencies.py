@@ -87,3 +87,24 @@ def test_an_endpoint_outage_mid_run_loses_nothing(moto, sqs, make_queue, start_w
     assert set(done) == set(ids)
     assert drain_all(sqs, queue.dlq_url) == []
     assert_empty(sqs, queue.url)
+
+
+def test_a_worker_started_during_an_outage_waits_it_out_then_drains(
+    moto, sqs, make_queue, start_worker
+):
+    queue = make_queue()
+    ids = send_probes(sqs, queue.url, 10)
+    with FaultyProxy(moto.url) as proxy:
+        proxy.outage()
+        worker = start_worker(
+            QUEUE_URL=queue.url,
+            DLQ_URL=queue.dlq_url,
+            WORKER_PROBE_JOBS="true",
+            AWS_ENDPOINT_URL=proxy.url,
+        )
+        worker.wait_for("worker.start_retry", timeout=30)
+        proxy.recover()
+        assert worker.wait(timeout=120) == 0
+    acked = [e["message_id"] for e in worker.events("message.done") if e["outcome"] == "acked"]
+    assert sorted(acked) == sorted(ids)
+    assert_empty(sqs, queue.url)

@@ -65,6 +65,8 @@ class Queue:
                     option, f"names a queue that does not exist: {self.url}"
                 ) from None
             raise translate(exc, "GetQueueAttributes") from exc
+        except (BotoCoreError, OSError) as exc:
+            raise translate(exc, "GetQueueAttributes") from exc
         return dict(response.get("Attributes", {}))
 
     async def receive(
