@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import boto3
 
 from tests.support.ganesha import Ganesha
 from tests.support.ganesha import unavailable as ganesha_unavailable
+from tests.support.ports import free_port
 from tests.support.storage_gateway import StorageGatewayEndpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,12 +48,6 @@ SALES_CSV = (
     '009,east,,"two\r\nlines"\r\n'
     '010,west,1e5,"Zürich ☕"\r\n'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_moto(stack: ExitStack, workdir: Path) -> str:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
+from tests.support.ports import free_port
+
 NFS_PROGRAM, NFS_VERSION = 100003, 3
 MOUNT_PROGRAM, MOUNT_VERSION = 100005, 3
 PORTMAP_PORT = 111
@@ -56,12 +58,6 @@ def unavailable() -> str | None:
     if os.geteuid() != 0:
         return "nfs-ganesha needs root to serve a directory"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ensure_rpcbind(timeout: float = 10.0) -> None:
@@ -127,11 +123,24 @@ class Ganesha:
     def running(self) -> bool:
         return self.pid is not None
 
-    def start(self, timeout: float = 30.0, *, detach: bool = False) -> None:
+    def start(self, timeout: float = 20.0, *, detach: bool = False, attempts: int = 3) -> None:
         """Start ganesha (and rpcbind if needed); return once NFS and MOUNT both answer.
 
         `detach` puts it in its own session, so it outlives the caller's terminal (the demo).
+        A start that never answers is killed and tried again, on the same ports, up to
+        `attempts` times: a CI run once saw a live ganesha stay silent for 30 s, which no
+        number of local starts reproduced, so each failed try reports what the server was doing.
         """
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout, detach=detach)
+                return
+            except _Silent as silent:
+                print(f"ganesha start {attempt}/{attempts} failed: {silent}", file=sys.stderr)
+                if attempt == attempts:
+                    raise RuntimeError(str(silent)) from None
+
+    def _start_once(self, timeout: float, *, detach: bool) -> None:
         if self.running:
             return
         self.export_dir.mkdir(parents=True, exist_ok=True)
@@ -167,9 +176,29 @@ class Ganesha:
 
         try:
             _wait_until(ready, timeout, f"ganesha did not answer on port {self.nfs_port}")
+        except RuntimeError as error:
+            if process.poll() is not None:
+                raise  # it exited by itself: a configuration or bind error, not a hang
+            diagnosis = self._diagnose(process.pid)
+            self.kill()
+            raise _Silent(f"{error}\n{diagnosis}") from None
         except BaseException:
             self.kill()
             raise
+
+    def _diagnose(self, pid: int) -> str:
+        """Where each ganesha thread is blocked, and the end of its log."""
+        lines = [f"  pidfile written: {self.pid is not None}"]
+        if _alive(pid):
+            for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+                with contextlib.suppress(OSError):
+                    name = (task / "comm").read_text().strip()
+                    wchan = (task / "wchan").read_text().strip()
+                    lines.append(f"  thread {task.name} {name}: waiting in {wchan or '-'}")
+        with contextlib.suppress(OSError):
+            tail = self.logfile.read_text(errors="replace").splitlines()[-15:]
+            lines += ["  log: " + line for line in tail]
+        return "\n".join(lines)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop gracefully (SIGTERM), escalating to SIGKILL after `timeout` seconds."""
@@ -191,12 +220,14 @@ class Ganesha:
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
 
-    def restart(self, timeout: float = 30.0) -> None:
+    def restart(self, timeout: float = 20.0) -> None:
         self.stop()
         self.start(timeout)
 
     def _signal(self, signum: int) -> bool:
         pid = self.pid
+        if pid is None and self._process is not None and self._process.poll() is None:
+            pid = self._process.pid  # started by us but stuck before writing its pidfile
         if pid is None:
             return False
         with contextlib.suppress(ProcessLookupError):
@@ -226,6 +257,10 @@ class Ganesha:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _Silent(Exception):
+    """ganesha is alive but does not answer RPC calls."""
 
 
 def _alive(pid: int) -> bool:
