@@ -38,7 +38,7 @@ async def run(settings: Settings) -> str:
             max_connections=settings.concurrency + settings.receivers + 8,
         )
         sqs = await clients.get("sqs")
-        queue = Queue(sqs, settings.queue_url)
+        queue = Queue(sqs, settings.queue_url, await clients.sqs_wire())
         attributes = await _check_patiently(queue, "QUEUE_URL", stop)
         dead_letter = Queue(sqs, settings.dlq_url) if settings.dlq_url else None
         dead_letter_max_bytes = 1_048_576

@@ -139,10 +139,15 @@ def test_a_permanent_failure_is_dead_lettered_with_its_reason_and_the_rest_succe
 ):
     queue = make_queue()
     bad = probe(fail="permanent")
+    signature = bytes(range(256))  # every byte value: base64 must be undone exactly once
     sqs.send_message(
         QueueUrl=queue.url,
         MessageBody=bad,
-        MessageAttributes={"origin": {"DataType": "String", "StringValue": "upstream-7"}},
+        MessageAttributes={
+            "origin": {"DataType": "String", "StringValue": "upstream-7"},
+            "signature": {"DataType": "Binary", "BinaryValue": signature},
+            "priority": {"DataType": "Number", "StringValue": "3"},
+        },
     )
     good_ids = send(sqs, queue, [probe() for _ in range(5)])
 
@@ -152,7 +157,10 @@ def test_a_permanent_failure_is_dead_lettered_with_its_reason_and_the_rest_succe
     assert sorted(acked_ids(worker)) == sorted(good_ids)
     [dead] = drain_all(sqs, queue.dlq_url)
     assert dead["Body"] == bad
-    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    carried = dead["MessageAttributes"]
+    assert carried["signature"] == {"DataType": "Binary", "BinaryValue": signature}
+    assert carried["priority"] == {"DataType": "Number", "StringValue": "3"}
+    attributes = {k: v["StringValue"] for k, v in carried.items() if "StringValue" in v}
     assert attributes["origin"] == "upstream-7"
     assert attributes["spotdrain-reason"] == "probe: asked to fail permanently"
     assert attributes["spotdrain-receive-count"] == "1"

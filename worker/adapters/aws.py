@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import ssl
+import urllib.request
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiobotocore
+import aiohttp
 import botocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from worker.adapters.sigv4 import Credentials
+from worker.adapters.sqs_wire import SqsWire
 from worker.errors import PermanentError, RetryableError
 
 # Codes that mean "try again later" whatever the service.
@@ -64,8 +70,10 @@ class AwsClients:
             # SQS call's CPU); a fixed string takes its cheap path.
             user_agent=USER_AGENT,
         )
+        self._max_connections = max_connections
         self._clients: dict[str, Any] = {}
         self._lock = asyncio.Lock()
+        self._sqs_wire: SqsWire | None = None
 
     async def get(self, service: str) -> Any:
         """The client for `service`, created on first use and reused for the whole run."""
@@ -81,6 +89,52 @@ class AwsClients:
                 )
                 self._clients[service] = await self._stack.enter_async_context(creator)
             return self._clients[service]
+
+    async def sqs_wire(self) -> SqsWire:
+        """The lean path for SQS's per-message calls, aimed and signed like the SQS client."""
+        if self._sqs_wire is None:
+            client = await self.get("sqs")
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ssl=self._tls(), keepalive_timeout=30
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60),
+                # Looked up once: aiohttp's trust_env would ask the environment (and ~/.netrc)
+                # on a thread twice per request.
+                proxy=_proxy_for(client.meta.endpoint_url),
+                skip_auto_headers=("User-Agent", "Content-Type"),
+            )
+            self._stack.push_async_callback(session.close)
+            self._sqs_wire = SqsWire(
+                session,
+                endpoint_url=client.meta.endpoint_url,
+                region=client.meta.region_name,
+                credentials=self._credentials,
+                user_agent=USER_AGENT,
+            )
+        return self._sqs_wire
+
+    async def _credentials(self) -> Credentials:
+        """The session's credentials, refreshed by botocore when they are about to expire."""
+        source = await self._session.get_credentials()
+        if source is None:
+            raise NoCredentialsError()
+        frozen = await source.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        """AWS_CA_BUNDLE (or ca_bundle in the profile) when set, as for botocore's clients."""
+        bundle = self._session.get_config_variable("ca_bundle")
+        return ssl.create_default_context(cafile=bundle) if bundle else True
+
+
+def _proxy_for(url: str) -> str | None:
+    """HTTP(S)_PROXY for `url` unless NO_PROXY exempts its host, as botocore decides."""
+    host = urlsplit(url).hostname or ""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(urlsplit(url).scheme)
 
 
 def error_code(exc: ClientError) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.adapters.aws import error_code, translate
+from worker.adapters.sqs_wire import SqsWire, decode_binary_attributes
 from worker.errors import ConfigError
 
 MAX_BATCH = 10
@@ -47,10 +48,15 @@ class BatchFailure:
 
 
 class Queue:
-    """One SQS queue: receive, delete, change visibility, send, count."""
+    """One SQS queue: receive, delete, change visibility, send, count.
 
-    def __init__(self, client: Any, url: str) -> None:
+    With `wire`, the calls made for every message (receive, batched delete and visibility
+    change) take the lean path of adapters/sqs_wire.py; the rest always go through `client`.
+    """
+
+    def __init__(self, client: Any, url: str, wire: SqsWire | None = None) -> None:
         self._client = client
+        self._wire = wire
         self.url = url
 
     async def check(self, option: str) -> dict[str, str]:
@@ -72,44 +78,52 @@ class Queue:
     async def receive(
         self, *, max_messages: int, wait_seconds: int, visibility: int
     ) -> list[ReceivedMessage]:
-        try:
-            response = await self._client.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=max_messages,
-                WaitTimeSeconds=wait_seconds,
-                VisibilityTimeout=visibility,
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-                MessageAttributeNames=["All"],
-            )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "ReceiveMessage") from exc
-        return [_received(raw) for raw in response.get("Messages", [])]
+        request = {
+            "QueueUrl": self.url,
+            "MaxNumberOfMessages": max_messages,
+            "WaitTimeSeconds": wait_seconds,
+            "VisibilityTimeout": visibility,
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
+            "MessageAttributeNames": ["All"],
+        }
+        response = await self._hot_call("ReceiveMessage", "receive_message", request)
+        messages = response.get("Messages", [])
+        if self._wire is not None:
+            messages = [decode_binary_attributes(raw) for raw in messages]
+        return [_received(raw) for raw in messages]
 
     async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> list[BatchFailure]:
         """Delete (id, receipt handle) pairs; return the entries SQS did not delete."""
-        try:
-            response = await self._client.delete_message_batch(
-                QueueUrl=self.url,
-                Entries=[{"Id": i, "ReceiptHandle": h} for i, h in entries],
-            )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "DeleteMessageBatch") from exc
-        return _failures(response)
+        request = {
+            "QueueUrl": self.url,
+            "Entries": [{"Id": i, "ReceiptHandle": h} for i, h in entries],
+        }
+        return _failures(
+            await self._hot_call("DeleteMessageBatch", "delete_message_batch", request)
+        )
 
     async def change_visibility_batch(
         self, entries: Sequence[tuple[str, str, int]]
     ) -> list[BatchFailure]:
         """Set (id, receipt handle, seconds) leases; return the entries that failed."""
-        try:
-            response = await self._client.change_message_visibility_batch(
-                QueueUrl=self.url,
-                Entries=[
-                    {"Id": i, "ReceiptHandle": h, "VisibilityTimeout": s} for i, h, s in entries
-                ],
-            )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "ChangeMessageVisibilityBatch") from exc
+        request = {
+            "QueueUrl": self.url,
+            "Entries": [
+                {"Id": i, "ReceiptHandle": h, "VisibilityTimeout": s} for i, h, s in entries
+            ],
+        }
+        response = await self._hot_call(
+            "ChangeMessageVisibilityBatch", "change_message_visibility_batch", request
+        )
         return _failures(response)
+
+    async def _hot_call(self, operation: str, method: str, request: dict[str, Any]) -> Any:
+        try:
+            if self._wire is not None:
+                return await self._wire.call(operation, request)
+            return await getattr(self._client, method)(**request)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, operation) from exc
 
     async def change_visibility(self, receipt_handle: str, seconds: int) -> None:
         try:

@@ -1,0 +1,173 @@
+"""The lean SQS path (adapters/sqs_wire.py) behaves as aiobotocore does, against moto over HTTP.
+
+Every message the worker handles passes through it, so its answers, its errors and its
+retries must be botocore's: the rest of the worker cannot tell the two paths apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.support.faulty_proxy import FaultyProxy
+from worker.adapters.aws import AwsClients
+from worker.adapters.sqs import Queue
+from worker.errors import PermanentError, RetryableError
+
+T = TypeVar("T")
+
+
+def with_queues(url: str, use: Callable[[Queue, Queue], Awaitable[T]]) -> T:
+    """Run `use(lean, classic)`: the same queue through the wire and through aiobotocore."""
+
+    async def run() -> T:
+        async with AsyncExitStack() as stack:
+            clients = AwsClients(stack, region="us-east-1", max_connections=4)
+            client = await clients.get("sqs")
+            return await use(Queue(client, url, await clients.sqs_wire()), Queue(client, url))
+
+    return asyncio.run(run())
+
+
+def send_two(sqs: Any, url: str) -> None:
+    for body in ("first", "second"):
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=body,
+            MessageAttributes={
+                "origin": {"DataType": "String", "StringValue": "upstream"},
+                "blob": {"DataType": "Binary", "BinaryValue": b"\x00\xff" + body.encode()},
+            },
+        )
+
+
+def test_received_messages_are_the_same_through_both_paths(sqs, make_queue):
+    queue = make_queue(visibility=30)
+    send_two(sqs, queue.url)
+
+    async def receive_each(lean: Queue, classic: Queue) -> tuple[Any, Any]:
+        first = await lean.receive(max_messages=1, wait_seconds=1, visibility=0)
+        second = await classic.receive(max_messages=1, wait_seconds=1, visibility=0)
+        return first, second
+
+    [lean], [classic] = with_queues(queue.url, receive_each)
+
+    def comparable(message: Any) -> dict[str, Any]:
+        fields = dict(vars(message))
+        del fields["receipt_handle"], fields["receive_count"]
+        return fields
+
+    assert comparable(lean) == comparable(classic)  # visibility 0: the same message twice
+    assert (lean.receive_count, classic.receive_count) == (1, 2)
+    assert lean.attributes["blob"]["BinaryValue"].startswith(b"\x00\xff")
+
+
+def test_batched_deletes_and_visibility_changes_report_the_entries_that_failed(sqs, make_queue):
+    queue = make_queue()
+    send_two(sqs, queue.url)
+
+    async def settle(lean: Queue, _: Queue) -> tuple[Any, Any, Any]:
+        held = await lean.receive(max_messages=10, wait_seconds=1, visibility=30)
+        extended = await lean.change_visibility_batch(
+            [("0", held[0].receipt_handle, 60), ("1", "not-a-receipt-handle", 60)]
+        )
+        deleted = await lean.delete_batch(
+            [(str(i), m.receipt_handle) for i, m in enumerate(held)] + [("9", "bogus")]
+        )
+        return held, extended, deleted
+
+    held, extended, deleted = with_queues(queue.url, settle)
+
+    assert len(held) == 2
+    assert [f.entry_id for f in extended] == ["1"]
+    assert [f.entry_id for f in deleted] == ["9"]
+    assert deleted[0].code and deleted[0].sender_fault
+    gone = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])["Attributes"]
+    assert (gone["ApproximateNumberOfMessages"], gone["ApproximateNumberOfMessagesNotVisible"]) == (
+        "0",
+        "0",
+    )
+
+
+def test_a_missing_queue_is_the_same_permanent_error_through_both_paths(moto):
+    missing = f"{moto.url}/000000000000/no-such-queue"
+
+    async def receive_both(lean: Queue, classic: Queue) -> list[str]:
+        errors = []
+        for queue in (lean, classic):
+            with pytest.raises(PermanentError) as caught:
+                await queue.receive(max_messages=1, wait_seconds=0, visibility=30)
+            errors.append(str(caught.value))
+        return errors
+
+    lean_error, classic_error = with_queues(missing, receive_both)
+
+    assert "AWS.SimpleQueueService.NonExistentQueue" in lean_error
+    assert lean_error == classic_error
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries without the wait between them; how many there are is what is tested."""
+    monkeypatch.setattr(random, "random", lambda: 0.0)
+
+
+def test_throttling_is_retried_four_times_in_all_then_reported_as_retryable(
+    moto, make_queue, monkeypatch, no_backoff
+):
+    queue = make_queue()
+    with FaultyProxy(moto.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.throttle(1.0)
+
+        async def receive(lean: Queue, _: Queue) -> None:
+            with pytest.raises(RetryableError, match="ThrottlingException"):
+                await lean.receive(max_messages=1, wait_seconds=0, visibility=30)
+
+        with_queues(queue.url, receive)
+
+    assert proxy.counts["throttled"] == 4
+
+
+def test_occasional_throttling_is_absorbed_by_the_retries(
+    sqs, moto, make_queue, monkeypatch, no_backoff
+):
+    queue = make_queue(max_receive=100)  # received over and over, never dead-lettered
+    sqs.send_message(QueueUrl=queue.url, MessageBody="once")
+    with FaultyProxy(moto.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.throttle(0.5, seed=3)
+
+        async def receive_many(lean: Queue, _: Queue) -> list[int]:
+            counts = []
+            for _ in range(12):
+                held = await lean.receive(max_messages=1, wait_seconds=2, visibility=0)
+                counts.append(len(held))
+            return counts
+
+        counts = with_queues(queue.url, receive_many)
+
+    assert counts == [1] * 12
+    assert proxy.counts["throttled"] >= 3
+
+
+def test_an_endpoint_that_drops_every_connection_is_a_retryable_error(
+    moto, make_queue, monkeypatch, no_backoff
+):
+    queue = make_queue()
+    with FaultyProxy(moto.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+
+        async def receive(lean: Queue, _: Queue) -> None:
+            proxy.outage()  # after start-up, so that the client is created against it
+            with pytest.raises(RetryableError, match="ReceiveMessage"):
+                await lean.receive(max_messages=1, wait_seconds=0, visibility=30)
+
+        with_queues(queue.url, receive)
+
+    assert proxy.counts["dropped"] == 4
