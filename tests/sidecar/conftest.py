@@ -79,12 +79,16 @@ class SidecarRunner:
         settings = Settings(queue_url="unused", sidecar=options)
         self.handler = self.loop.run(sidecar_job.create(settings, None, self._stack))  # type: ignore[arg-type]
 
-    def job(self, filename: Any, results: Any = "ok", message_id: str = "m-1") -> str | None:
-        return self.loop.run(self.ajob(filename, results, message_id))
+    def job(
+        self, filename: Any, results: Any = "ok", message_id: str = "m-1", attempt: int = 1
+    ) -> str | None:
+        return self.loop.run(self.ajob(filename, results, message_id, attempt))
 
-    async def ajob(self, filename: Any, results: Any = "ok", message_id: str = "m-1") -> str | None:
+    async def ajob(
+        self, filename: Any, results: Any = "ok", message_id: str = "m-1", attempt: int = 1
+    ) -> str | None:
         payload = {"filename": filename, "results": results}
-        facts = MessageFacts(message_id=message_id, receive_count=1)
+        facts = MessageFacts(message_id=message_id, receive_count=attempt)
         return await self.handler(Job(kind="sidecar", payload=payload), facts)
 
     def close(self) -> None:

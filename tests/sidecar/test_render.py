@@ -17,6 +17,7 @@ from worker.handlers.sidecar_job import (
     sidecar_name,
     temporary_name,
 )
+from worker.jobs import MessageFacts
 
 FILE = FileFacts(
     size=1234,
@@ -78,21 +79,30 @@ def test_sidecar_name_drops_the_extension(name: str, sidecar: str) -> None:
 
 def test_placement_puts_sidecar_and_temporary_beside_the_file() -> None:
     request = SidecarRequest.parse({"filename": "/d/e/x.bin", "results": "ok"})
-    place = placement(request, "m-1")
+    place = placement(request, MessageFacts(message_id="m-1", receive_count=1))
     assert place.source == "d/e/x.bin"
     assert place.target == "d/e/x-sidecar.json"
     assert place.temporary.startswith("d/e/.x-sidecar.json.")
     assert place.temporary.endswith(".spotdrain-tmp")
+    assert place.leftovers == ()  # a first attempt follows no other
 
 
-def test_temporary_name_is_the_same_for_a_retry_and_differs_between_messages() -> None:
-    assert temporary_name("a-sidecar.json", "m-1") == temporary_name("a-sidecar.json", "m-1")
-    assert temporary_name("a-sidecar.json", "m-1") != temporary_name("a-sidecar.json", "m-2")
+def test_each_attempt_has_its_own_temporary_name_and_removes_the_earlier_ones() -> None:
+    request = SidecarRequest.parse({"filename": "d/x.bin", "results": "ok"})
+    third = placement(request, MessageFacts(message_id="m-1", receive_count=3))
+    earlier = [placement(request, MessageFacts(message_id="m-1", receive_count=n)) for n in (1, 2)]
+    assert third.leftovers == tuple(p.temporary for p in earlier)
+    assert len({third.temporary, *third.leftovers}) == 3
+    assert all(name.startswith("d/.x-sidecar.json.") for name in third.leftovers)
+
+
+def test_temporary_names_differ_between_messages() -> None:
+    assert temporary_name("a-sidecar.json", "m-1", 1) != temporary_name("a-sidecar.json", "m-2", 1)
 
 
 def test_temporary_name_stays_a_legal_file_name_for_long_sidecars() -> None:
     sidecar = "x" * 241 + "-sidecar.json"
-    name = temporary_name(sidecar, "m-1")
+    name = temporary_name(sidecar, "m-1", 99)
     assert len(name.encode()) <= 255 and name.endswith(".spotdrain-tmp")
 
 
@@ -118,17 +128,20 @@ def test_iso_time_has_a_utc_offset_and_microseconds() -> None:
 def test_sidecar_bytes_are_exact() -> None:
     request = SidecarRequest.parse({"filename": "/d/x.bin", "results": "ok ✓"})
     data = render_sidecar(request, FILE, message_id="m-1")
-    assert data == (
-        "{\n"
-        '  "filename": "/d/x.bin",\n'
-        '  "path": "/d/x.bin",\n'
-        '  "size": 1234,\n'
-        '  "created": "2023-11-14T22:15:00.000000+00:00",\n'
-        '  "modified": "2023-11-14T22:13:20.123456+00:00",\n'
-        '  "results": "ok ✓",\n'
-        '  "message_id": "m-1"\n'
-        "}\n"
-    ).encode()
+    assert (
+        data
+        == (
+            "{\n"
+            '  "filename": "/d/x.bin",\n'
+            '  "path": "/d/x.bin",\n'
+            '  "size": 1234,\n'
+            '  "created": "2023-11-14T22:15:00.000000+00:00",\n'
+            '  "modified": "2023-11-14T22:13:20.123456+00:00",\n'
+            '  "results": "ok ✓",\n'
+            '  "message_id": "m-1"\n'
+            "}\n"
+        ).encode()
+    )
 
 
 def test_results_keep_their_json_shape() -> None:
@@ -136,5 +149,11 @@ def test_results_keep_their_json_shape() -> None:
     document = json.loads(render_sidecar(request, FILE, message_id="m"))
     assert document["results"] == {"score": 0.5, "tags": ["a"]}
     assert list(document) == [
-        "filename", "path", "size", "created", "modified", "results", "message_id"
+        "filename",
+        "path",
+        "size",
+        "created",
+        "modified",
+        "results",
+        "message_id",
     ]

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import warnings
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,8 +24,11 @@ from tests.sidecar.conftest import (
     temporaries,
 )
 from tests.support.ganesha import Ganesha
+from worker.adapters.files import write_beside
+from worker.adapters.localfs import LocalOps
 from worker.errors import PermanentError, RetryableError
-from worker.handlers.sidecar_job import temporary_name
+from worker.handlers.sidecar_job import SidecarRequest, placement, render_sidecar, temporary_name
+from worker.jobs import MessageFacts
 from worker.settings import SidecarSettings
 
 
@@ -48,17 +53,20 @@ def test_sidecar_appears_beside_the_file_with_exact_content(
     st = os.stat(source)
     sidecar = destination.root / "runs/7/scan.tar-sidecar.json"
     assert written == "runs/7/scan.tar-sidecar.json"
-    assert sidecar.read_bytes() == (
-        "{\n"
-        '  "filename": "/runs/7/scan.tar.gz",\n'
-        '  "path": "/runs/7/scan.tar.gz",\n'
-        '  "size": 4321,\n'
-        f'  "created": "{iso(st.st_ctime_ns)}",\n'
-        f'  "modified": "{iso(st.st_mtime_ns)}",\n'
-        '  "results": "QC passed: 99.2% ✓",\n'
-        '  "message_id": "m-42"\n'
-        "}\n"
-    ).encode()
+    assert (
+        sidecar.read_bytes()
+        == (
+            "{\n"
+            '  "filename": "/runs/7/scan.tar.gz",\n'
+            '  "path": "/runs/7/scan.tar.gz",\n'
+            '  "size": 4321,\n'
+            f'  "created": "{iso(st.st_ctime_ns)}",\n'
+            f'  "modified": "{iso(st.st_mtime_ns)}",\n'
+            '  "results": "QC passed: 99.2% ✓",\n'
+            '  "message_id": "m-42"\n'
+            "}\n"
+        ).encode()
+    )
     assert temporaries(destination.root) == []
 
 
@@ -117,12 +125,69 @@ def test_a_retry_removes_what_an_interrupted_attempt_left(
     destination: Destination, sidecars: SidecarRunner
 ) -> None:
     make_file(destination.root, "d/f.dat")
-    leftover = destination.root / "d" / temporary_name("f-sidecar.json", "m-7")
-    leftover.write_bytes(b'{"half": "writ' * 1000)  # the attempt was killed mid-write
-    sidecars.job("d/f.dat", results="done", message_id="m-7")
-    assert not leftover.exists()
+    leftovers = [
+        destination.root / "d" / temporary_name("f-sidecar.json", "m-7", n) for n in (1, 2)
+    ]
+    for leftover in leftovers:
+        leftover.write_bytes(b'{"half": "writ' * 1000)  # attempts killed mid-write
+    sidecars.job("d/f.dat", results="done", message_id="m-7", attempt=3)
+    assert not any(leftover.exists() for leftover in leftovers)
     assert read_sidecar(destination.root / "d/f-sidecar.json")["results"] == "done"
     assert temporaries(destination.root) == []
+
+
+class PausingOps(LocalOps):
+    """Local file operations that stop halfway through writing until `resume` is set."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.halfway, self.resume = threading.Event(), threading.Event()
+
+    def write_all(self, handle: int, data: bytes) -> None:
+        super().write_all(handle, data[: len(data) // 2])
+        self.halfway.set()
+        assert self.resume.wait(10)
+        super().write_all(handle, data[len(data) // 2 :])
+
+
+def test_an_attempt_thought_dead_never_publishes_the_next_attempts_half_written_file(
+    tmp_path: Path,
+) -> None:
+    """A frozen worker's lease lapses, SQS hands the message to a second attempt, and then
+    the first wakes up and finishes: whatever it does, the sidecar is never partial."""
+    make_file(tmp_path, "d/f.dat")
+    request = SidecarRequest.parse({"filename": "d/f.dat", "results": "r" * 100_000})
+    render = partial(render_sidecar, request, message_id="m-9")
+    first, second = PausingOps(str(tmp_path)), PausingOps(str(tmp_path))
+    attempts = {}
+
+    def attempt(ops: PausingOps, count: int) -> None:
+        place = placement(request, MessageFacts(message_id="m-9", receive_count=count))
+        try:
+            write_beside(ops, place, render, identity="test")
+            attempts[count] = "published"
+        except RetryableError as exc:
+            attempts[count] = str(exc)
+
+    threads = [
+        threading.Thread(target=attempt, args=(first, 1)),
+        threading.Thread(target=attempt, args=(second, 2)),
+    ]
+    threads[0].start()
+    assert first.halfway.wait(10)
+    threads[1].start()
+    assert second.halfway.wait(10)  # the second attempt is halfway through its own file
+
+    first.resume.set()  # the first wakes up and finishes
+    threads[0].join(10)
+    sidecar = tmp_path / "d" / "f-sidecar.json"
+    assert not sidecar.exists() or read_sidecar(sidecar)["results"] == "r" * 100_000
+
+    second.resume.set()
+    threads[1].join(10)
+    assert attempts[2] == "published"
+    assert read_sidecar(sidecar)["results"] == "r" * 100_000
+    assert temporaries(tmp_path) == []
 
 
 def test_many_concurrent_jobs_each_get_their_sidecar(

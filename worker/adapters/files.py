@@ -1,9 +1,9 @@
 """Write a file beside another, atomically, on any file store; errno values become our errors.
 
 The one sequence both stores (libnfs and a mounted directory) run, in a worker thread:
-stat the source, render, create the temporary name exclusively (removing what an interrupted
-attempt left under that name), write every byte, flush, close, rename over the final name.
-A reader sees the old sidecar or the new one, never a partial one.
+stat the source, render, remove what interrupted attempts left under their temporary names,
+create this attempt's temporary name exclusively, write every byte, flush, close, rename it
+over the final name. A reader sees the old sidecar or the new one, never a partial one.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class Placement:
     source: str
     target: str
     temporary: str
+    leftovers: tuple[str, ...] = ()  # temporary names interrupted attempts may have left
 
 
 Render = Callable[[FileFacts], bytes]
@@ -103,6 +104,8 @@ def write_beside(ops: FileOps[H], place: Placement, render: Render, *, identity:
     if facts.is_directory:
         raise PermanentError(f"{place.source!r} is a directory, not a file")
     data = render(facts)
+    for leftover in place.leftovers:
+        _remove_quietly(ops, leftover)  # ENOENT, the usual answer, included
     try:
         handle = _create_fresh(ops, place.temporary)
     except OSError as exc:
@@ -138,6 +141,11 @@ def _create_fresh(ops: FileOps[H], path: str) -> H:
         if exc.errno != errno.ENOENT:  # gone already: a concurrent attempt took it
             raise
     return ops.create_exclusive(path)
+
+
+def _remove_quietly(ops: FileOps[H], path: str) -> None:
+    with contextlib.suppress(OSError):
+        ops.unlink(path)
 
 
 def _quietly(action: Callable[[], object]) -> None:

@@ -16,8 +16,12 @@ The sidecar (UTF-8 JSON, keys in this order, newline at the end):
     message_id  the SQS message that asked for the sidecar
 Nothing in it depends on when it was written, so a redelivered job rewrites the same bytes.
 
-The temporary name is `.<sidecar>.<token>.spotdrain-tmp`, the token derived from the message
-id: a retry of the same message reuses it, which removes what an interrupted attempt left.
+The temporary name is `.<sidecar>.<token>-<n>.spotdrain-tmp`: the token derived from the
+message id, `n` the attempt (SQS's receive count). Each attempt writes and renames only its own
+name, so an attempt that was thought dead but still runs (a frozen worker whose lease lapsed)
+can never publish another attempt's half-written file; and attempt `n` first removes the names
+of attempts 1..n-1, which is what an interrupted attempt leaves behind, without listing the
+directory (exports hold millions of files).
 """
 
 from __future__ import annotations
@@ -100,22 +104,35 @@ def sidecar_name(name: str) -> str:
     return posixpath.splitext(name)[0] + SIDECAR_SUFFIX
 
 
-def temporary_name(sidecar: str, message_id: str) -> str:
-    """A hidden, recognisable name that only a retry of the same message reuses."""
+# Earlier attempts whose leftovers an attempt removes: the receive counts before its own, at
+# most this many (a queue's maxReceiveCount is rarely above it; the oldest go first anyway).
+EARLIER_ATTEMPTS_CLEANED = 16
+
+
+def temporary_name(sidecar: str, message_id: str, attempt: int) -> str:
+    """A hidden, recognisable name of one attempt (receive count) of one message."""
     token = hashlib.sha256(message_id.encode()).hexdigest()[:12]
-    name = f".{sidecar}.{token}{TEMPORARY_SUFFIX}"
+    name = f".{sidecar}.{token}-{attempt}{TEMPORARY_SUFFIX}"
     if len(name.encode()) > NAME_MAX:  # a long sidecar name: keep the temporary one legal
-        name = f".{hashlib.sha256(sidecar.encode()).hexdigest()[:16]}.{token}{TEMPORARY_SUFFIX}"
+        short = hashlib.sha256(sidecar.encode()).hexdigest()[:16]
+        name = f".{short}.{token}-{attempt}{TEMPORARY_SUFFIX}"
     return name
 
 
-def placement(request: SidecarRequest, message_id: str) -> Placement:
+def placement(request: SidecarRequest, message: MessageFacts) -> Placement:
     directory = request.parts[:-1]
     sidecar = sidecar_name(request.parts[-1])
+    attempt = max(1, message.receive_count)
+
+    def beside(name: str) -> str:
+        return "/".join((*directory, name))
+
+    earlier = range(max(1, attempt - EARLIER_ATTEMPTS_CLEANED), attempt)
     return Placement(
         source=request.path,
-        target="/".join((*directory, sidecar)),
-        temporary="/".join((*directory, temporary_name(sidecar, message_id))),
+        target=beside(sidecar),
+        temporary=beside(temporary_name(sidecar, message.message_id, attempt)),
+        leftovers=tuple(beside(temporary_name(sidecar, message.message_id, n)) for n in earlier),
     )
 
 
@@ -148,7 +165,7 @@ class SidecarJob:
 
     async def __call__(self, job: Job, facts: MessageFacts) -> str | None:
         request = SidecarRequest.parse(job.payload)
-        place = placement(request, facts.message_id)
+        place = placement(request, facts)
         render = partial(render_sidecar, request, message_id=facts.message_id)
         await self._store.write_beside(place, render)
         return place.target
