@@ -57,12 +57,14 @@ def called_actions(package: str, services: tuple[str, ...]) -> set[str]:
     text = "\n".join(path.read_text() for path in sorted((ROOT / package).rglob("*.py")))
     names = set(re.findall(r"\.([a-z][a-z0-9_]+)\s*[(,]", text))
     names |= set(re.findall(r"get_paginator\(\"([a-z0-9_]+)\"\)", text))
+    # The lean SQS path (adapters/sqs_wire.py) names its operations as the wire protocol does.
+    wire_names = set(re.findall(r"\"([A-Z][A-Za-z]+)\"", text))
     session = botocore.session.get_session()
     found = set()
     for service in services:
         prefix = session.get_service_model(service).signing_name
         for operation in session.get_service_model(service).operation_names:
-            if xform_name(operation) in names:
+            if xform_name(operation) in names or (service == "sqs" and operation in wire_names):
                 action = f"{prefix}:{operation}"
                 found.add(IAM_ACTION.get(action, action))
     return found
@@ -93,6 +95,22 @@ def test_launcher_role_allows_every_aws_call_of_the_launcher() -> None:
 def test_launcher_role_allows_nothing_the_launcher_does_not_call() -> None:
     needed = called_actions("launcher", ("sqs", "ecs"))
     assert actions("LauncherRole") - needed - LAUNCHER_EXTRAS == set()
+
+
+def test_the_csv_result_queue_is_writable_exactly_when_its_arn_is_given() -> None:
+    """CSV_RESULT_QUEUE_URL is optional: the worker checks the queue, then sends to it."""
+    [(condition, granted, absent)] = [
+        s["Fn::If"]
+        for s in resource("TaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
+        if "Fn::If" in s and s["Fn::If"][0] == "HasCsvResultQueue"
+    ]
+    assert stack()["Conditions"][condition] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "CsvResultQueueArn"}, ""]}]
+    }
+    assert set(granted["Action"]) == {"sqs:SendMessage", "sqs:GetQueueAttributes"}
+    assert granted["Resource"] == {"Ref": "CsvResultQueueArn"}
+    assert absent == {"Ref": "AWS::NoValue"}
+    assert stack()["Parameters"]["CsvResultQueueArn"]["Default"] == ""
 
 
 def test_no_role_has_a_wildcard_action() -> None:
