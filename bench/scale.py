@@ -31,11 +31,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, sys.path starts with bench/, whose csv.py would shadow the standard csv
-# module (boto3 imports it): the project root takes its place, before any other import.
-sys.path[0] = str(ROOT)
+sys.path.insert(0, str(ROOT))  # run as a script: the project's packages come from this checkout
 
-import argparse  # noqa: E402 - after the path fix
+import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import random  # noqa: E402
 import tempfile  # noqa: E402
@@ -46,7 +44,7 @@ from typing import Any  # noqa: E402
 
 import boto3  # noqa: E402
 
-from bench.drain import process_cpu  # noqa: E402 - after the path fix
+from bench.drain import process_cpu  # noqa: E402
 from bench.refresh import make_queue  # noqa: E402
 from tests.chaos.end_state import verify  # noqa: E402
 from tests.chaos.mix import Feeder, Item, Workload, World, make_workload  # noqa: E402
