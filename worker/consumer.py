@@ -1,4 +1,4 @@
-"""Receive messages into free slots, run their jobs, settle each outcome; stop in two phases."""
+"""Receive messages into free slots, run them (execution.py), settle outcomes; stop in 2 phases."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Any
 
 import structlog
 
-from worker import envelope, routing
+from worker import routing
 from worker.adapters.sqs import MAX_BATCH, Queue, ReceivedMessage
 from worker.drain import IdleWatch
-from worker.errors import InvalidMessage, JobError, PermanentError, RetryableError
-from worker.jobs import Job, MessageFacts
+from worker.errors import JobError
+from worker.execution import MessageRunner
+from worker.jobs import Job
 from worker.leases import Leases
 from worker.outcomes import JobResult, Outcome, Settler, decide
 from worker.settings import Settings
@@ -51,8 +52,7 @@ class Consumer:
     ) -> None:
         self._settings = settings
         self._queue = queue
-        self._handlers = handlers
-        self._known = frozenset(handlers)
+        self._runner = MessageRunner(settings=settings, handlers=handlers, stats=stats)
         self._settler = settler
         self._leases = leases
         self._stats = stats
@@ -125,9 +125,7 @@ class Consumer:
         done, pending = await asyncio.wait(self._late, timeout=self._settings.cancel_seconds)
         for receive in pending:  # what it took comes back after its lease
             receive.cancel()
-        late = [
-            m for r in done if not r.cancelled() and r.exception() is None for m in r.result()
-        ]
+        late = [m for r in done if not r.cancelled() and r.exception() is None for m in r.result()]
         now = time.monotonic()
         given = []
         for message in late:
@@ -250,7 +248,7 @@ class Consumer:
         # This task runs in its own copy of the context: the binding ends with it.
         structlog.contextvars.bind_contextvars(message_id=message.message_id)
         try:
-            jobs, results = await self._run_message(message)
+            jobs, results = await self._runner.run(message)
             fields["job_ms"] = _ms(received_at)
             outcome = decide(results)
             self._working.discard(task)
@@ -276,55 +274,6 @@ class Consumer:
             self._leases.release(message.message_id)
             if not slot_given:
                 self._slots.give(1)
-
-    async def _run_message(self, message: ReceivedMessage) -> tuple[list[Job], list[JobResult]]:
-        try:
-            jobs = routing.plan(envelope.parse(message.body), self._settings, self._known)
-        except InvalidMessage as exc:
-            return [], [JobResult("message", "permanent", str(exc))]
-        facts = MessageFacts(
-            message_id=message.message_id,
-            receive_count=message.receive_count,
-            sent_timestamp_ms=message.sent_timestamp_ms,
-        )
-        if len(jobs) == 1:
-            return jobs, [await self._run_job(jobs[0], facts, log_each=False)]
-        results = await asyncio.gather(*(self._run_job(job, facts, log_each=True) for job in jobs))
-        return jobs, list(results)
-
-    async def _run_job(self, job: Job, facts: MessageFacts, *, log_each: bool) -> JobResult:
-        """Run one job and turn whatever happens into a result (never raises but on cancel)."""
-        started = time.monotonic()
-        self._stats.jobs += 1
-        timeout = self._settings.job_timeout_seconds or None
-        handler = self._handlers[job.kind]
-        try:
-            if timeout is None:  # no deadline: no timer to set up and cancel per job
-                await handler(job, facts)
-            else:
-                async with asyncio.timeout(timeout):
-                    await handler(job, facts)
-            result = JobResult(job.kind, "succeeded")
-        except RetryableError as exc:
-            result = JobResult(job.kind, "retryable", str(exc))
-        except PermanentError as exc:
-            result = JobResult(job.kind, "permanent", str(exc))
-        except TimeoutError:
-            result = JobResult(job.kind, "retryable", f"timed out after {timeout} s")
-        except Exception as exc:  # a bug or an untranslated library error: retry, loudly
-            log.exception("job.crashed", job=job.kind, target=job.describe())
-            result = JobResult(job.kind, "retryable", f"unexpected {type(exc).__name__}: {exc}")
-        if log_each:
-            log.info(
-                "job.finished",
-                job=job.kind,
-                target=job.describe(),
-                outcome=result.status,
-                attempt=facts.receive_count,
-                duration_ms=_ms(started),
-                error=result.error,
-            )
-        return result
 
     def _log_done(
         self,
