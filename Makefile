@@ -32,7 +32,7 @@ bench-scale:
 	$(PY) bench/scale.py
 
 bench-csv:
-	$(PY) bench/csv_to_json.py
+	$(PY) bench/csv.py
 
 # The launcher Lambda's code: launcher/*.py alone (the runtime provides boto3).
 launcher-zip:

@@ -15,28 +15,33 @@ Exit status 0 when every target is met.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-import urllib.request
-from collections import Counter
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
-
-import boto3
-from botocore.config import Config
-from fake_sqs import FakeSqsProcess  # beside this script, first on sys.path when run as one
 
 HERE = Path(__file__).resolve().parent
+# `python bench/drain.py` puts bench/ first on sys.path, where bench/csv.py would shadow the
+# standard library's csv (importlib.metadata imports it): look in bench/ last.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections import Counter  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from datetime import datetime  # noqa: E402
+from typing import Any, Protocol  # noqa: E402
+
+import boto3  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from fake_sqs import FakeSqsProcess  # noqa: E402
+
 ROOT = HERE.parent
 TICK = os.sysconf("SC_CLK_TCK")
 SYSTEM_ATTRIBUTES = ["ApproximateReceiveCount", "SentTimestamp"]  # as the worker asks
@@ -358,13 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--only", default="abc", help="the scenarios to run, for example 'bc'")
     add("--repeat", type=int, default=1, help="run each pair this often; report the medians")
     add("--latency-ms", type=float, default=0.0, help="the in-memory SQS answers this much later")
-    add(
-        "--worker-env",
-        action="append",
-        default=[],
-        metavar="VAR=VALUE",
-        help="extra environment for the worker (repeatable), e.g. WORKER_CONCURRENCY=32",
-    )
+    add("--worker-env", action="append", default=[], metavar="VAR=VALUE",
+        help="extra environment for the worker (repeatable), e.g. WORKER_CONCURRENCY=32")
     add("--worker-root", type=Path, help="run the worker from this checkout (before/after)")
     add("--timeout", type=float, default=600, help="seconds before a worker is killed")
     add("--json", type=Path, help="also write the figures to this file")
@@ -378,11 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         Scenario("c", f"in-memory SQS, {io_title}", "fake", args.io, args.io_seconds, 10.0, None),
     ]
     settings = " ".join(args.worker_env) or "its defaults"
-    print(
-        f"bench/drain.py: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
-        f"worker from {args.worker_root or ROOT} with {settings}; "
-        f"in-memory SQS latency {args.latency_ms:g} ms"
-    )
+    print(f"bench/drain.py: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; "
+          f"worker from {args.worker_root or ROOT} with {settings}; "
+          f"in-memory SQS latency {args.latency_ms:g} ms")
     print(HOW)
     records = []
     for scenario in scenarios:

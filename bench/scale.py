@@ -31,9 +31,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script: the project's packages come from this checkout
+# Run as a script, sys.path starts with bench/, whose csv.py would shadow the standard csv
+# module (boto3 imports it): the project root takes its place, before any other import.
+sys.path[0] = str(ROOT)
 
-import argparse  # noqa: E402
+import argparse  # noqa: E402 - after the path fix
 import contextlib  # noqa: E402
 import random  # noqa: E402
 import tempfile  # noqa: E402
@@ -44,7 +46,7 @@ from typing import Any  # noqa: E402
 
 import boto3  # noqa: E402
 
-from bench.drain import process_cpu  # noqa: E402
+from bench.drain import process_cpu  # noqa: E402 - after the path fix
 from bench.refresh import make_queue  # noqa: E402
 from tests.chaos.end_state import verify  # noqa: E402
 from tests.chaos.mix import Feeder, Item, Workload, World, make_workload  # noqa: E402

@@ -31,7 +31,7 @@ _OUTPUT_FACTOR = 4  # output slot size per input byte; larger results travel ove
 
 def default_processes() -> int:
     """One process per CPU this process may run on (on 2 CPUs, 2 converters beat 1 when the
-    machine is otherwise idle: 167 against 126 MB/s measured by bench/csv_to_json.py)."""
+    machine is otherwise idle: 167 against 126 MB/s measured by bench/csv.py)."""
     return max(1, len(os.sched_getaffinity(0)))
 
 

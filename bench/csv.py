@@ -1,9 +1,9 @@
 """CSV to NDJSON speed: our core and our worker beside csvkit, the standard library, pandas,
 polars and DuckDB, on one deterministic file, in one run (issue 3).
 
-    .venv/bin/python bench/csv_to_json.py                      # about 1 GB (generated once, cached)
-    .venv/bin/python bench/csv_to_json.py --size-mb 256 --slow-sample-mb 32
-    .venv/bin/python bench/csv_to_json.py --only ours,polars --no-e2e
+    .venv/bin/python bench/csv.py                      # about 1 GB (generated once, cached)
+    .venv/bin/python bench/csv.py --size-mb 256 --slow-sample-mb 32
+    .venv/bin/python bench/csv.py --only ours,polars --no-e2e
 
 Every tool runs in its own process on the same file and writes its output to the same
 directory (a tmpfs when there is one); each output's row count is checked. Figures: MB/s of
@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# This file is named like the standard library's csv module: keep its folder off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))  # run as a script: the project's packages come from this checkout
+sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402 (after the path fix above)
 import importlib.util  # noqa: E402
