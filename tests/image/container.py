@@ -9,7 +9,6 @@ PID 1 and signal on `docker stop`.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -17,9 +16,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from scripts import image as image_tool
+from tests.support.json_log import JsonLogLines
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,10 @@ def children(pid: int) -> list[int]:
 
 
 @dataclass
-class ImageRun:
+class ImageRun(JsonLogLines):
     """One `buildah run` of the image's command; stdout lines (the worker's JSON) collected."""
+
+    what: ClassVar[str] = "container"
 
     image: str
     env: dict[str, str]
@@ -72,30 +74,6 @@ class ImageRun:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line)
-
-    def logs(self) -> list[dict[str, Any]]:
-        events = []
-        for line in list(self.lines):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                events.append({"event": "unparsed", "line": line})
-        return events
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.logs() if e.get("event") == name]
-
-    def wait_for(self, name: str, *, timeout: float = 60, **match: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self.events(name):
-                if all(event.get(k) == v for k, v in match.items()):
-                    return event
-            if self.process.poll() is not None:
-                self._reader.join(2)
-                raise AssertionError(f"container exited before {name}: {self.stderr()}")
-            time.sleep(0.05)
-        raise AssertionError(f"no {name} {match} within {timeout}s")
 
     def command_process(self, timeout: float = 30) -> ProcessFacts:
         """The process running the image's command: the child of buildah-chroot-exec."""

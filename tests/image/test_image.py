@@ -172,7 +172,7 @@ def long_job(sqs: Any, make_queue: QueueFactory, run_image: RunImage) -> LongJob
     body = json.dumps({"job": "probe", "seconds": 60})
     message_id = sqs.send_message(QueueUrl=queue.url, MessageBody=body)["MessageId"]
     run = run_image(QUEUE_URL=queue.url, WORKER_PROBE_JOBS="true", WORKER_SHUTDOWN_GRACE_SECONDS=1)
-    run.wait_for("worker.started")
+    run.wait_for("worker.started", timeout=60)
     deadline = time.monotonic() + 30
     while held(sqs, queue.url) != 1:  # received: the job is running
         assert time.monotonic() < deadline, "the worker did not take the probe job"

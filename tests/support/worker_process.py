@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
+
+from tests.support.json_log import JsonLogLines
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(JsonLogLines):
     """A worker child process whose stdout (JSON lines) is collected as it runs."""
+
+    what: ClassVar[str] = "worker"
 
     env: dict[str, str]
     args: list[str] = field(default_factory=list)
@@ -51,36 +53,6 @@ class WorkerProcess:
     @property
     def pid(self) -> int:
         return self.process.pid
-
-    def logs(self) -> list[dict[str, Any]]:
-        events = []
-        for line in list(self.lines):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                events.append({"event": "unparsed", "line": line})
-        return events
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.logs() if e.get("event") == name]
-
-    def wait_for(self, name: str, *, timeout: float = 30, **match: Any) -> dict[str, Any]:
-        """Wait until a log event named `name` (with the given fields) appears."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for event in self.events(name):
-                if all(event.get(k) == v for k, v in match.items()):
-                    return event
-            if self.process.poll() is not None:
-                self._reader.join(2)
-                for event in self.events(name):
-                    if all(event.get(k) == v for k, v in match.items()):
-                        return event
-                raise AssertionError(
-                    f"worker exited ({self.process.returncode}) before {name}: {self.stderr()}"
-                )
-            time.sleep(0.05)
-        raise AssertionError(f"no {name} {match} within {timeout}s")
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
