@@ -19,11 +19,10 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
+import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the test helpers live in the project
 
 from tests.refresh.aws_proxy import UPSTREAM_FAILED, AwsProxy  # noqa: E402
-from tests.support.moto_server import CREDENTIALS, free_port  # noqa: E402
+from tests.support.moto_server import CREDENTIALS, MotoServer  # noqa: E402
 from tests.support.storage_gateway import Call, StorageGatewayEndpoint  # noqa: E402
 from tests.support.worker_process import WorkerProcess, worker_env  # noqa: E402
 
@@ -80,33 +79,6 @@ class Result:
 HEADER = (
     "design changes  refreshes   busy  ddb/change sqs/change  p50 s  worst s  unrefreshed  run s"
 )
-
-
-def start_moto() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "tests.support.moto_main",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1).close()
-            return process, url
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("moto did not start") from None
-            time.sleep(0.1)
 
 
 def client(service: str, url: str) -> Any:
@@ -332,7 +304,9 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=("ours", "naive"))
     args = parser.parse_args()
-    moto, moto_url = start_moto()
+    moto = MotoServer(log_path=Path(tempfile.mkdtemp(prefix="bench-refresh-")) / "moto.log")
+    moto.start()
+    moto_url = moto.url
     gateway = StorageGatewayEndpoint(refresh_seconds=args.refresh_seconds).start()
     gateway.add_share(BUCKET)
     try:
@@ -362,8 +336,7 @@ def main() -> None:
         )
     finally:
         gateway.stop()
-        moto.terminate()
-        moto.wait(10)
+        moto.stop()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from tests.refresh.conftest import (  # noqa: F401 - fixtures, used by name
 )
 from tests.sidecar.conftest import ganesha, nfs_destination, world  # noqa: F401 - fixtures
 from tests.support.ganesha import Ganesha
-from tests.support.moto_server import MotoServer, free_port
+from tests.support.moto_server import MotoServer
+from tests.support.ports import free_port
 from tests.support.storage_gateway import StorageGatewayEndpoint
 from tests.support.worker_process import PROJECT_ROOT, WorkerProcess
 

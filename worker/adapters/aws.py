@@ -1,4 +1,4 @@
-"""aiobotocore clients, created once per process on the lifecycle's exit stack."""
+"""aiobotocore clients and the lean SQS path, created once per process on the exit stack."""
 
 from __future__ import annotations
 
@@ -15,34 +15,10 @@ import aiohttp
 import botocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import NoCredentialsError
 
 from worker.adapters.sigv4 import Credentials
 from worker.adapters.sqs_wire import SqsWire
-from worker.errors import PermanentError, RetryableError
-
-# Codes that mean "try again later" whatever the service.
-_RETRYABLE_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "ServiceUnavailable",
-        "InternalError",
-        "InternalFailure",
-        "InternalServerError",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "TransactionInProgressException",
-        "KMS.ThrottlingException",
-    }
-)
 
 USER_AGENT = (
     f"spotdrain aiobotocore/{aiobotocore.__version__} botocore/{botocore.__version__} "
@@ -135,28 +111,3 @@ def _proxy_for(url: str) -> str | None:
     if urllib.request.proxy_bypass(host):
         return None
     return urllib.request.getproxies().get(urlsplit(url).scheme)
-
-
-def error_code(exc: ClientError) -> str:
-    """The service's error code of a ClientError ('' when absent)."""
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def http_status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Throttling, 5xx and connection trouble are worth retrying; other client errors are not."""
-    if isinstance(exc, ClientError):
-        return error_code(exc) in _RETRYABLE_CODES or http_status(exc) >= 500
-    return isinstance(exc, BotoCoreError | OSError | asyncio.TimeoutError)
-
-
-def translate(exc: BaseException, what: str) -> RetryableError | PermanentError:
-    """Turn a botocore/network failure during `what` into our error tree."""
-    if isinstance(exc, ClientError):
-        detail = f"{what}: {error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
-    else:
-        detail = f"{what}: {type(exc).__name__}: {exc}"
-    return RetryableError(detail) if is_retryable(exc) else PermanentError(detail)

@@ -10,7 +10,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.adapters.aws import error_code, translate
+from worker.adapters.aws_errors import error_code, translate
 from worker.errors import ConfigError
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.adapters.aws import error_code, http_status, translate
+from worker.adapters.aws_errors import error_code, http_status, translate
 from worker.errors import PermanentError, RetryableError
 
 _NETWORK_ERRORS = (ClientError, BotoCoreError, OSError, aiohttp.ClientError, asyncio.TimeoutError)

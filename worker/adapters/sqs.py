@@ -8,7 +8,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.adapters.aws import error_code, translate
+from worker.adapters.aws_errors import error_code, translate
 from worker.adapters.sqs_wire import SqsWire, decode_binary_attributes
 from worker.errors import ConfigError
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from worker.adapters.aws import error_code, translate
+from worker.adapters.aws_errors import error_code, translate
 from worker.errors import JobError, RetryableError
 
 # DescribeNFSFileShares / DescribeSMBFileShares take at most 10 ARNs per call.
