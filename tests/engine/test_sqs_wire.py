@@ -7,9 +7,13 @@ retries must be botocore's: the rest of the worker cannot tell the two paths apa
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import pytest
@@ -171,3 +175,70 @@ def test_an_endpoint_that_drops_every_connection_is_a_retryable_error(
         with_queues(queue.url, receive)
 
     assert proxy.counts["dropped"] == 4
+
+
+class ContainerCredentials:
+    """ECS's task-role endpoint on loopback: temporary credentials, new ones on every fetch,
+    each expiring within botocore's mandatory-refresh window (so each call refreshes)."""
+
+    def __init__(self) -> None:
+        self.served: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                key = f"ASIATASKROLE{len(owner.served):08d}"
+                owner.served.append(key)
+                expires = datetime.now(UTC) + timedelta(minutes=5)
+                body = json.dumps(
+                    {
+                        "AccessKeyId": key,
+                        "SecretAccessKey": f"secret-{key}",
+                        "Token": f"token-{key}",
+                        "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v2/credentials/task"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def test_task_role_credentials_sign_every_call_and_are_refreshed_before_they_expire(
+    sqs, moto, make_queue, monkeypatch
+):
+    queue = make_queue(max_receive=100)
+    sqs.send_message(QueueUrl=queue.url, MessageBody="signed")
+    endpoint = ContainerCredentials()
+    with FaultyProxy(moto.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", endpoint.url)
+
+        async def receive_twice(lean: Queue, _: Queue) -> None:
+            for _ in range(2):
+                assert await lean.receive(max_messages=1, wait_seconds=2, visibility=0)
+
+        try:
+            with_queues(queue.url, receive_twice)
+        finally:
+            endpoint.close()
+
+    receives = [s for s in proxy.signatures if s[0] == "AmazonSQS.ReceiveMessage"]
+    used = [authorization.split("Credential=")[1].split("/")[0] for _, authorization, _ in receives]
+    assert len(used) == 2 and len(set(used)) == 2  # a fresh key for each call
+    assert set(used) <= set(endpoint.served)
+    assert [token for *_, token in receives] == [f"token-{key}" for key in used]

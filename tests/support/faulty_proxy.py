@@ -5,6 +5,7 @@
   protocols (S3) get HTTP 503 `SlowDown`. Deterministic for a seed.
 - `outage()`: drop every connection without an answer, as a crashed or restarting server
   does, until `recover()`.
+- `signatures`: who signed each request (target, Authorization, security token).
 Everything else is forwarded unchanged, so the worker still talks to the real moto server.
 """
 
@@ -18,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+_SIGNATURE_HEADERS = ("X-Amz-Target", "Authorization", "X-Amz-Security-Token")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
 
@@ -30,6 +32,8 @@ class FaultyProxy:
         self._down = False
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        # (X-Amz-Target, Authorization, X-Amz-Security-Token) of every request, in order.
+        self.signatures: list[tuple[str, str, str]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +83,10 @@ class FaultyProxy:
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         body = _read_body(request)
+        headers = request.headers
+        self.signatures.append(
+            tuple(headers.get(name, "") for name in _SIGNATURE_HEADERS)  # type: ignore[arg-type]
+        )
         verdict = self._decide()
         self.counts[verdict] += 1
         if verdict == "dropped":
