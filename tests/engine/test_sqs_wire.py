@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.support.faulty_proxy import FaultyProxy
+from tests.support.tls_relay import TlsRelay
 from worker.adapters.aws import AwsClients
 from worker.adapters.sqs import Queue
 from worker.errors import PermanentError, RetryableError
@@ -242,3 +243,32 @@ def test_task_role_credentials_sign_every_call_and_are_refreshed_before_they_exp
     assert len(used) == 2 and len(set(used)) == 2  # a fresh key for each call
     assert set(used) <= set(endpoint.served)
     assert [token for *_, token in receives] == [f"token-{key}" for key in used]
+
+
+def test_an_https_endpoint_is_verified_against_aws_ca_bundle(
+    sqs, moto, make_queue, monkeypatch, tmp_path, no_backoff
+):
+    queue = make_queue(max_receive=100)
+    sqs.send_message(QueueUrl=queue.url, MessageBody="over TLS")
+    with TlsRelay(upstream_port=moto.port, directory=tmp_path) as relay:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", relay.url)
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(relay.ca_bundle))
+
+        async def receive_both(lean: Queue, classic: Queue) -> list[str]:
+            bodies = []
+            for path in (lean, classic):
+                [message] = await path.receive(max_messages=1, wait_seconds=2, visibility=0)
+                bodies.append(message.body)
+            return bodies
+
+        assert with_queues(queue.url, receive_both) == ["over TLS", "over TLS"]
+        assert relay.handshakes_failed == 0
+
+        monkeypatch.delenv("AWS_CA_BUNDLE")  # now the certificate is a stranger's
+
+        async def receive_untrusted(lean: Queue, _: Queue) -> None:
+            with pytest.raises(RetryableError, match="ReceiveMessage"):
+                await lean.receive(max_messages=1, wait_seconds=0, visibility=0)
+
+        with_queues(queue.url, receive_untrusted)
+        assert relay.handshakes_failed >= 4  # every attempt refused the certificate
