@@ -272,3 +272,25 @@ def test_an_https_endpoint_is_verified_against_aws_ca_bundle(
 
         with_queues(queue.url, receive_untrusted)
         assert relay.handshakes_failed >= 4  # every attempt refused the certificate
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_http_proxy_and_no_proxy_from_the_environment_are_honoured(
+    sqs, moto, make_queue, monkeypatch, bypassed
+):
+    queue = make_queue(max_receive=100)
+    sqs.send_message(QueueUrl=queue.url, MessageBody="proxied")
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with FaultyProxy(moto.url) as proxy:  # forwards whatever it is asked, as a proxy would
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        if bypassed:
+            monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+        async def receive(lean: Queue, _: Queue) -> None:
+            assert await lean.receive(max_messages=1, wait_seconds=2, visibility=0)
+
+        with_queues(queue.url, receive)
+
+    proxied = [s for s in proxy.signatures if s[0] == "AmazonSQS.ReceiveMessage"]
+    assert len(proxied) == (0 if bypassed else 1)
