@@ -188,7 +188,10 @@ class Ganesha:
 
     def _diagnose(self, pid: int) -> str:
         """Where each ganesha thread is blocked, and the end of its log."""
-        lines = [f"  pidfile written: {self.pid is not None}"]
+        lines = [
+            f"  pidfile written: {self.pid is not None}; "
+            f"rpcbind answers: {_answers(PORTMAP_PORT, 100000, 2)}"
+        ]
         if _alive(pid):
             for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
                 with contextlib.suppress(OSError):
