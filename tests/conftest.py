@@ -8,11 +8,14 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from tests.support import ganesha as ganesha_support
+from tests.support.ganesha import Ganesha
 from tests.support.moto_server import MotoServer
 from tests.support.worker_process import WorkerProcess, worker_env
 
@@ -122,3 +125,14 @@ def drain_all(sqs: Any, url: str, *, wait: int = 0) -> list[dict[str, Any]]:
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
             ],
         )
+
+
+def serve_ganesha(workdir: Path, export: Path) -> Iterator[Ganesha]:
+    """The body of a `ganesha` fixture: a real server exporting `export`, or a skip."""
+    reason = ganesha_support.unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = ganesha_support.Ganesha(workdir, export=export)
+    server.start()
+    yield server
+    server.stop()

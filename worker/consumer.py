@@ -19,7 +19,7 @@ from worker.leases import Leases
 from worker.outcomes import JobResult, Outcome, Settler, decide
 from worker.settings import Settings
 from worker.slots import Slots
-from worker.stats import Stats
+from worker.stats import Stats, elapsed_ms
 from worker.stopping import StopRequest
 
 log = structlog.get_logger("worker.consumer")
@@ -249,7 +249,7 @@ class Consumer:
         structlog.contextvars.bind_contextvars(message_id=message.message_id)
         try:
             jobs, results = await self._runner.run(message)
-            fields["job_ms"] = _ms(received_at)
+            fields["job_ms"] = elapsed_ms(received_at)
             outcome = decide(results)
             self._working.discard(task)
             self._slots.give(1)
@@ -267,7 +267,10 @@ class Consumer:
                 await asyncio.shield(self._leases.hand_back(message.message_id))
                 self._stats.handed_back += 1
                 log.info(
-                    "message.done", outcome="handed_back", duration_ms=_ms(received_at), **fields
+                    "message.done",
+                    outcome="handed_back",
+                    duration_ms=elapsed_ms(received_at),
+                    **fields,
                 )
             raise
         finally:
@@ -295,8 +298,6 @@ class Consumer:
         if outcome.reason and "reason" not in fields:
             fields["reason"] = outcome.reason
         level = "info" if label in ("acked", "retried") else "warning"
-        getattr(log, level)("message.done", outcome=label, duration_ms=_ms(received_at), **fields)
-
-
-def _ms(since: float) -> float:
-    return round((time.monotonic() - since) * 1000, 1)
+        getattr(log, level)(
+            "message.done", outcome=label, duration_ms=elapsed_ms(received_at), **fields
+        )

@@ -18,7 +18,7 @@ from worker.errors import InvalidMessage, PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
 from worker.outcomes import JobResult
 from worker.settings import Settings
-from worker.stats import Stats
+from worker.stats import Stats, elapsed_ms
 
 log = structlog.get_logger("worker.execution")
 
@@ -77,11 +77,7 @@ class MessageRunner:
                 target=job.describe(),
                 outcome=result.status,
                 attempt=facts.receive_count,
-                duration_ms=_ms(started),
+                duration_ms=elapsed_ms(started),
                 error=result.error,
             )
         return result
-
-
-def _ms(since: float) -> float:
-    return round((time.monotonic() - since) * 1000, 1)

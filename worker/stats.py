@@ -32,3 +32,8 @@ class Stats:
             "elapsed_s": round(elapsed, 3),
             "messages_per_second": round(self.received / elapsed, 2),
         }
+
+
+def elapsed_ms(since: float) -> float:
+    """Milliseconds since the monotonic time `since`, to a tenth, for log lines."""
+    return round((time.monotonic() - since) * 1000, 1)

@@ -19,10 +19,9 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import QueueFactory, drain_all, unique
+from tests.conftest import QueueFactory, drain_all, serve_ganesha, unique
 from tests.image.conftest import BuiltImage
 from tests.image.container import ImageRun, run_in
-from tests.support import ganesha as ganesha_support
 from tests.support.ganesha import Ganesha
 from tests.support.moto_server import MotoServer
 from tests.support.storage_gateway import StorageGatewayEndpoint
@@ -37,13 +36,7 @@ USER_ID = 10001  # the Dockerfile's USER
 
 @pytest.fixture
 def ganesha(tmp_path: Path) -> Iterator[Ganesha]:
-    reason = ganesha_support.unavailable()
-    if reason:
-        pytest.skip(reason)
-    server = Ganesha(tmp_path / "ganesha", export=tmp_path / "export")
-    server.start()
-    yield server
-    server.stop()
+    yield from serve_ganesha(tmp_path / "ganesha", export=tmp_path / "export")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import ganesha as ganesha_support
+from tests.conftest import serve_ganesha
 from tests.support.ganesha import Ganesha
 from worker.handlers import sidecar_job
 from worker.jobs import Job, MessageFacts
@@ -32,13 +32,7 @@ def world(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def ganesha(tmp_path: Path, world: Path) -> Iterator[Ganesha]:
-    reason = ganesha_support.unavailable()
-    if reason:
-        pytest.skip(reason)
-    server = Ganesha(tmp_path / "ganesha", export=world / "root")
-    server.start()
-    yield server
-    server.stop()
+    yield from serve_ganesha(tmp_path / "ganesha", export=world / "root")
 
 
 @dataclass

@@ -50,6 +50,7 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._lock = asyncio.Lock()
         self._sqs_wire: SqsWire | None = None
+        self._credential_source: Any = None  # botocore's (refreshable) credentials, once found
 
     async def get(self, service: str) -> Any:
         """The client for `service`, created on first use and reused for the whole run."""
@@ -93,10 +94,11 @@ class AwsClients:
 
     async def _credentials(self) -> Credentials:
         """The session's credentials, refreshed by botocore when they are about to expire."""
-        source = await self._session.get_credentials()
-        if source is None:
-            raise NoCredentialsError()
-        frozen = await source.get_frozen_credentials()
+        if self._credential_source is None:
+            self._credential_source = await self._session.get_credentials()
+            if self._credential_source is None:
+                raise NoCredentialsError()
+        frozen = await self._credential_source.get_frozen_credentials()
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
     def _tls(self) -> ssl.SSLContext | bool:
@@ -107,7 +109,7 @@ class AwsClients:
 
 def _proxy_for(url: str) -> str | None:
     """HTTP(S)_PROXY for `url` unless NO_PROXY exempts its host, as botocore decides."""
-    host = urlsplit(url).hostname or ""
-    if urllib.request.proxy_bypass(host):
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
-    return urllib.request.getproxies().get(urlsplit(url).scheme)
+    return urllib.request.getproxies().get(parts.scheme)

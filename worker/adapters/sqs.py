@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.adapters.aws_errors import error_code, translate
-from worker.adapters.sqs_wire import SqsWire, decode_binary_attributes
+from worker.adapters.sqs_wire import SqsWire
 from worker.errors import ConfigError
 
 MAX_BATCH = 10
@@ -86,11 +87,8 @@ class Queue:
             "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
             "MessageAttributeNames": ["All"],
         }
-        response = await self._hot_call("ReceiveMessage", "receive_message", request)
-        messages = response.get("Messages", [])
-        if self._wire is not None:
-            messages = [decode_binary_attributes(raw) for raw in messages]
-        return [_received(raw) for raw in messages]
+        response = await self._hot_call("ReceiveMessage", request)
+        return [_received(raw) for raw in response.get("Messages", [])]
 
     async def delete_batch(self, entries: Sequence[tuple[str, str]]) -> list[BatchFailure]:
         """Delete (id, receipt handle) pairs; return the entries SQS did not delete."""
@@ -98,9 +96,7 @@ class Queue:
             "QueueUrl": self.url,
             "Entries": [{"Id": i, "ReceiptHandle": h} for i, h in entries],
         }
-        return _failures(
-            await self._hot_call("DeleteMessageBatch", "delete_message_batch", request)
-        )
+        return _failures(await self._hot_call("DeleteMessageBatch", request))
 
     async def change_visibility_batch(
         self, entries: Sequence[tuple[str, str, int]]
@@ -112,16 +108,13 @@ class Queue:
                 {"Id": i, "ReceiptHandle": h, "VisibilityTimeout": s} for i, h, s in entries
             ],
         }
-        response = await self._hot_call(
-            "ChangeMessageVisibilityBatch", "change_message_visibility_batch", request
-        )
-        return _failures(response)
+        return _failures(await self._hot_call("ChangeMessageVisibilityBatch", request))
 
-    async def _hot_call(self, operation: str, method: str, request: dict[str, Any]) -> Any:
+    async def _hot_call(self, operation: str, request: dict[str, Any]) -> Any:
         try:
             if self._wire is not None:
                 return await self._wire.call(operation, request)
-            return await getattr(self._client, method)(**request)
+            return await getattr(self._client, xform_name(operation))(**request)
         except (ClientError, BotoCoreError, OSError) as exc:
             raise translate(exc, operation) from exc
 

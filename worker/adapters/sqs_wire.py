@@ -90,17 +90,18 @@ class SqsWire:
             if answer.status != 200:
                 raise _client_error(operation, answer.status, answer.headers, raw)
         decoded: dict[str, Any] = json.loads(raw) if raw else {}
+        for message in decoded.get("Messages", ()):  # ReceiveMessage's answer
+            _decode_binary_attributes(message)
         return decoded
 
 
-def decode_binary_attributes(message: dict[str, Any]) -> dict[str, Any]:
+def _decode_binary_attributes(message: dict[str, Any]) -> None:
     """Base64 message-attribute values as bytes, as botocore hands them out."""
     for value in message.get("MessageAttributes", {}).values():
         if "BinaryValue" in value:
             value["BinaryValue"] = base64.b64decode(value["BinaryValue"])
         if "BinaryListValues" in value:
             value["BinaryListValues"] = [base64.b64decode(v) for v in value["BinaryListValues"]]
-    return message
 
 
 def _client_error(operation: str, status: int, headers: Any, raw: bytes) -> ClientError:
