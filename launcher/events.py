@@ -1,8 +1,10 @@
 """Parse a Lambda event into the messages to enqueue, or raise InvalidEvent saying why.
 
-Accepted triggers (CONTRACT.md, "The launcher Lambda"): S3 notifications, the same inside
-SNS, plain SNS messages (a sidecar request or a job envelope), EventBridge S3 events, direct
-invocations `{"jobs": [...]}`, and SQS batches whose bodies are any of those. Each S3 record
+Accepted triggers: S3 notifications, the same inside SNS, plain SNS messages (a sidecar
+request or a job envelope), EventBridge S3 events, direct invocations `{"jobs": [...]}`, and
+SQS batches whose bodies are any of those. EventBridge scheduled events, ECS task state
+changes and `{"jobs": []}` carry no job: they ask the launcher to size the fleet now (the
+stack sends them on a schedule and whenever a worker's task stops). Each S3 record
 becomes its own message, forwarded unchanged (its key still URL-encoded: the worker decodes
 it once); the key is decoded here only to apply KEY_SUFFIXES / KEY_PREFIXES. A whole event is
 parsed before anything is enqueued, so a malformed one enqueues nothing; in an SQS batch each
@@ -20,7 +22,7 @@ from urllib.parse import unquote_plus
 from launcher.errors import InvalidEvent
 from launcher.settings import KeyFilter
 
-Trigger = Literal["sqs", "sns", "s3", "eventbridge", "direct"]
+Trigger = Literal["sqs", "sns", "s3", "eventbridge", "direct", "schedule", "ecs"]
 MessageKind = Literal["s3-record", "eventbridge", "job"]
 MESSAGE_KINDS: tuple[MessageKind, ...] = ("s3-record", "eventbridge", "job")
 
@@ -59,6 +61,8 @@ class ParsedEvent:
     trigger: Trigger
     units: tuple[Unit, ...]
     identity: str
+    # For an ECS task state change: which task stopped and why, for the summary line.
+    stopped_task: dict[str, Any] | None = None
 
     @property
     def partial_batch(self) -> bool:
@@ -80,6 +84,10 @@ def parse_event(event: object, keys: KeyFilter, request_id: str | None = None) -
     if not isinstance(event, dict):
         raise InvalidEvent(f"the event must be a JSON object, got {type(event).__name__}")
     trigger = _trigger(event)
+    identity = _identity(trigger, event, request_id)
+    if trigger in ("schedule", "ecs"):
+        stopped = _stopped_task(event) if trigger == "ecs" else None
+        return ParsedEvent(trigger, (Unit(item_id=None),), identity, stopped_task=stopped)
     if trigger == "sqs":
         records = enumerate(event["Records"])
         units = tuple(_sqs_record(record, index, keys) for index, record in records)
@@ -97,7 +105,7 @@ def parse_event(event: object, keys: KeyFilter, request_id: str | None = None) -
         else:
             found.skipped += 1  # s3:TestEvent, sent when notifications are configured
         units = (found.unit(None),)
-    return ParsedEvent(trigger=trigger, units=units, identity=_identity(trigger, event, request_id))
+    return ParsedEvent(trigger=trigger, units=units, identity=identity)
 
 
 def _trigger(event: dict[str, Any]) -> Trigger:
@@ -126,10 +134,36 @@ def _trigger(event: dict[str, Any]) -> Trigger:
         return "eventbridge"
     if "jobs" in event:
         return "direct"
+    reconcile = _RECONCILE_EVENTS.get((event.get("source"), event.get("detail-type")))
+    if reconcile is not None:
+        return reconcile
     raise InvalidEvent(
         f"unknown event shape (top-level keys: {_keys(event)}); accepted: an S3 notification, "
-        'an SNS or SQS trigger, an EventBridge S3 event, or {"jobs": [...]}'
+        'an SNS or SQS trigger, an EventBridge S3 event, {"jobs": [...]}, a scheduled event '
+        "or an ECS task state change"
     )
+
+
+_RECONCILE_EVENTS: dict[tuple[object, object], Trigger] = {
+    ("aws.events", "Scheduled Event"): "schedule",
+    ("aws.ecs", "ECS Task State Change"): "ecs",
+}
+
+
+def _stopped_task(event: dict[str, Any]) -> dict[str, Any]:
+    """What an ECS task state change says of its task; any task's change sizes the fleet."""
+    detail = event.get("detail")
+    if not isinstance(detail, dict):
+        raise InvalidEvent("an ECS task state change must have a detail object")
+    fields = {
+        "task": detail.get("taskArn"),
+        "started_by": detail.get("startedBy"),
+        "last_status": detail.get("lastStatus"),
+        "stop_code": detail.get("stopCode"),
+        "stopped_reason": detail.get("stoppedReason"),
+        "capacity_provider": detail.get("capacityProviderName"),
+    }
+    return {name: value for name, value in fields.items() if isinstance(value, str)}
 
 
 def _record_source(record: object) -> str | None:
@@ -279,11 +313,11 @@ def _identity(trigger: Trigger, event: dict[str, Any], request_id: str | None) -
         material = ",".join(sorted(str(r.get("messageId")) for r in records))
     elif trigger == "sns":
         material = ",".join(str(r.get("Sns", {}).get("MessageId")) for r in records)
-    elif trigger == "eventbridge" and isinstance(event.get("id"), str):
-        material = event["id"]
+    elif trigger in ("eventbridge", "schedule", "ecs") and isinstance(event.get("id"), str):
+        material = event["id"]  # EventBridge keeps an event's id across its retries
     else:
         material = json.dumps(event, sort_keys=True, separators=(",", ":"), default=str)
-        if trigger == "direct" and request_id:
+        if trigger in ("direct", "schedule", "ecs") and request_id:
             material = f"{request_id}:{material}"
     return hashlib.sha256(f"{trigger}:{material}".encode()).hexdigest()
 

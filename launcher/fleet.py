@@ -39,14 +39,33 @@ def wanted(backlog: int, running: int, settings: Settings) -> int:
     return max(0, missing)
 
 
-def read_backlog(sqs: Any, queue_url: str) -> int:
-    """Messages waiting for a worker: visible plus delayed (in-flight ones already have one)."""
+@dataclass(frozen=True)
+class QueueCounts:
+    visible: int
+    delayed: int
+    in_flight: int
+
+    def backlog(self, running: int) -> int:
+        """Messages that need a worker: visible and delayed ones; in-flight ones too when no
+        worker runs, since a crashed worker's leased messages come back with nobody to take
+        them."""
+        return self.visible + self.delayed + (self.in_flight if running == 0 else 0)
+
+
+def read_counts(sqs: Any, queue_url: str) -> QueueCounts:
+    """The queue's approximate visible, delayed and in-flight counts, in one call."""
     attributes = sqs.get_queue_attributes(
         QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesDelayed",
+            "ApproximateNumberOfMessagesNotVisible",
+        ],
     )["Attributes"]
-    return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(
-        attributes.get("ApproximateNumberOfMessagesDelayed", 0)
+    return QueueCounts(
+        visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+        delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
     )
 
 

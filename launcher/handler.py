@@ -27,7 +27,7 @@ from launcher.aws import clients, describe
 from launcher.enqueue import Outgoing, SendResult, read_max_message_size, send_all
 from launcher.errors import EnqueueFailed, InvalidEvent
 from launcher.events import ParsedEvent, parse_event
-from launcher.fleet import Launch, count_running, read_backlog, start_tasks, wanted
+from launcher.fleet import Launch, count_running, read_counts, start_tasks, wanted
 from launcher.settings import Settings
 
 MAX_LOGGED_FAILURES = 20
@@ -121,6 +121,7 @@ def handle(event: Any, runtime: Runtime, *, request_id: str | None = None) -> di
         "started": fleet.launch.total,
         "started_on": fleet.launch.started,
         "run_task_calls": fleet.launch.calls,
+        **({"stopped_task": parsed.stopped_task} if parsed.stopped_task else {}),
         "fallbacks": fleet.launch.fallbacks[:MAX_LOGGED_FAILURES],
         "failures": failures[:MAX_LOGGED_FAILURES],
     }
@@ -163,8 +164,9 @@ def size_fleet(runtime: Runtime, seed: str, *, enqueued: int) -> Fleet:
     settings = runtime.settings
     fleet = Fleet()
     try:
-        fleet.backlog = max(read_backlog(runtime.sqs, settings.queue_url), enqueued)
+        counts = read_counts(runtime.sqs, settings.queue_url)
         fleet.running = count_running(runtime.ecs, settings)
+        fleet.backlog = max(counts.backlog(fleet.running), enqueued)
     except (ClientError, BotoCoreError) as exc:
         fleet.failures.append(f"sizing the fleet: {describe(exc)}")
         return fleet

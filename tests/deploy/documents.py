@@ -100,3 +100,67 @@ def actions(role: str) -> set[str]:
         action = statement["Action"]
         found.update([action] if isinstance(action, str) else action)
     return found
+
+
+def resources_of_type(kind: str) -> dict[str, dict[str, Any]]:
+    """Every resource of one type, by logical name, as written (Type, Condition, Properties)."""
+    return {name: r for name, r in stack()["Resources"].items() if r["Type"] == kind}
+
+
+NO_VALUE = object()  # what `Ref AWS::NoValue` resolves to: the item or property disappears
+
+
+def deployed(parameters: dict[str, str] | None = None) -> dict[str, str]:
+    """The parameter values of a deployment: the template's defaults, then `parameters`.
+
+    CloudFormation hands every parameter to the intrinsic functions as a string.
+    """
+    values = {
+        name: str(p["Default"]) for name, p in stack()["Parameters"].items() if "Default" in p
+    }
+    return values | (parameters or {})
+
+
+def evaluate(node: Any, parameters: dict[str, str]) -> Any:
+    """Resolve the conditions, `Fn::If`, `Ref` to a parameter and `Fn::Sub` of parameters.
+
+    What needs a deployed stack (`Fn::GetAtt`, `Ref` to a resource) stays as written.
+    """
+    if isinstance(node, list):
+        items = [evaluate(item, parameters) for item in node]
+        return [item for item in items if item is not NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if len(node) == 1:
+        ((key, value),) = node.items()
+        if key == "Ref" and value == "AWS::NoValue":
+            return NO_VALUE
+        if key == "Ref" and value in parameters:
+            return parameters[value]
+        if key in ("Condition", "Fn::If"):
+            name = value if key == "Condition" else value[0]
+            holds = evaluate(stack()["Conditions"][name], parameters)
+            return holds if key == "Condition" else evaluate(value[1 if holds else 2], parameters)
+        if key == "Fn::Equals":
+            left, right = (str(evaluate(v, parameters)) for v in value)
+            return left == right
+        if key == "Fn::Not":
+            return not evaluate(value[0], parameters)
+        if key == "Fn::And":
+            return all(evaluate(v, parameters) for v in value)
+        if key == "Fn::Or":
+            return any(evaluate(v, parameters) for v in value)
+        if key == "Fn::Sub" and isinstance(value, str):
+            return re.sub(
+                r"\$\{([A-Za-z0-9]+)\}",
+                lambda m: parameters.get(m.group(1), m.group(0)),
+                value,
+            )
+    resolved = {k: evaluate(v, parameters) for k, v in node.items()}
+    return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+
+def exists(name: str, parameters: dict[str, str]) -> bool:
+    """Whether a resource is created with these parameters (its `Condition` holds)."""
+    condition = stack()["Resources"][name].get("Condition")
+    return condition is None or bool(evaluate({"Condition": condition}, parameters))

@@ -18,8 +18,12 @@ from tests.deploy.documents import (
     ROOT,
     STACK,
     actions,
+    deployed,
     environment,
+    evaluate,
+    exists,
     resource,
+    resources_of_type,
     stack,
     statements,
     taskdef,
@@ -192,3 +196,152 @@ def test_every_trigger_can_invoke_the_launcher() -> None:
 def test_log_groups_exist_with_retention_for_the_worker_and_the_launcher() -> None:
     for name in ("WorkerLogGroup", "LauncherLogGroup"):
         assert resource(name)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+# ---- the fleet heals itself: a schedule and a stopped-task rule invoke the launcher, and what
+# cannot be delivered or handled lands in the failure queue.
+
+LAUNCHER_ARN = {"Fn::GetAtt": ["Launcher", "Arn"]}
+FAILURE_QUEUE_ARN = {"Fn::GetAtt": ["LauncherFailureQueue", "Arn"]}
+# EventBridge's rate expressions: a singular unit for 1, a plural one above.
+RATE = re.compile(r"rate\((1 (minute|hour|day)|[1-9][0-9]* (minutes|hours|days))\)")
+
+
+def test_the_schedule_invokes_the_launcher_every_reconcile_minutes_one_by_default() -> None:
+    parameter = stack()["Parameters"]["ReconcileMinutes"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 1, 1)
+    rule = resource("ReconcileRule")
+    assert [t["Arn"] for t in rule["Targets"]] == [LAUNCHER_ARN]
+    assert "EventPattern" not in rule  # a scheduled rule sends the "Scheduled Event" itself
+    expressions = {
+        minutes: evaluate(rule["ScheduleExpression"], deployed({"ReconcileMinutes": minutes}))
+        for minutes in ("1", "2", "5", "1440")
+    }
+    assert expressions == {
+        "1": "rate(1 minute)",
+        "2": "rate(2 minutes)",
+        "5": "rate(5 minutes)",
+        "1440": "rate(1440 minutes)",
+    }
+    assert all(RATE.fullmatch(e) for e in expressions.values()), expressions
+    assert evaluate(rule["ScheduleExpression"], deployed()) == "rate(1 minute)"
+
+
+def test_the_stopped_task_rule_matches_only_stopped_tasks_of_the_stacks_cluster() -> None:
+    rule = resource("TaskStoppedRule")
+    assert rule["EventPattern"] == {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {
+            "clusterArn": [{"Fn::GetAtt": ["Cluster", "Arn"]}],
+            "lastStatus": ["STOPPED"],
+        },
+    }
+    assert [t["Arn"] for t in rule["Targets"]] == [LAUNCHER_ARN]
+
+
+def test_every_eventbridge_rule_target_retries_then_dead_letters_to_the_failure_queue() -> None:
+    rules = resources_of_type("AWS::Events::Rule")
+    assert set(rules) == {"EventBridgeRule", "ReconcileRule", "TaskStoppedRule"}
+    for name, rule in rules.items():
+        for target in rule["Properties"]["Targets"]:
+            retry = target["RetryPolicy"]
+            assert 0 < retry["MaximumRetryAttempts"] <= 185, name
+            assert 60 <= retry["MaximumEventAgeInSeconds"] <= 86400, name
+            assert target["DeadLetterConfig"] == {"Arn": FAILURE_QUEUE_ARN}, name
+            assert "RoleArn" not in target, name  # Lambda targets use the function's policy
+
+
+def test_every_eventbridge_rule_may_invoke_the_launcher_through_its_own_permission() -> None:
+    permissions = [
+        (r.get("Condition"), r["Properties"])
+        for r in resources_of_type("AWS::Lambda::Permission").values()
+        if r["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    for _, permission in permissions:
+        assert permission["FunctionName"] == {"Ref": "Launcher"}
+        assert permission["Action"] == "lambda:InvokeFunction"
+    by_rule = {p["SourceArn"]["Fn::GetAtt"][0]: c for c, p in permissions}
+    assert len(by_rule) == len(permissions)  # one permission per rule, each with its SourceArn
+    rules = resources_of_type("AWS::Events::Rule")
+    assert by_rule == {name: rule.get("Condition") for name, rule in rules.items()}
+
+
+def test_the_failure_queue_accepts_only_eventbridge_sends_from_the_stacks_rules() -> None:
+    (policy,) = resources_of_type("AWS::SQS::QueuePolicy").values()
+    assert policy["Properties"]["Queues"] == [{"Ref": "LauncherFailureQueue"}]
+    for trigger in ("true", "false"):
+        parameters = deployed({"EventBridgeTrigger": trigger})
+        document = evaluate(policy["Properties"]["PolicyDocument"], parameters)
+        (statement,) = document["Statement"]
+        assert statement["Effect"] == "Allow"
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Resource"] == FAILURE_QUEUE_ARN
+        (condition,) = statement["Condition"].items()
+        assert condition[0] == "ArnEquals"
+        assert list(condition[1]) == ["aws:SourceArn"]
+        allowed = condition[1]["aws:SourceArn"]
+        rules = [n for n in resources_of_type("AWS::Events::Rule") if exists(n, parameters)]
+        assert sorted(a["Fn::GetAtt"][0] for a in allowed) == sorted(rules), trigger
+        assert all(a == {"Fn::GetAtt": [a["Fn::GetAtt"][0], "Arn"]} for a in allowed)
+    assert not exists("EventBridgeRule", deployed({"EventBridgeTrigger": "false"}))
+
+
+def test_the_failure_queue_keeps_its_records_for_14_days_under_a_fixed_name() -> None:
+    queue = resource("LauncherFailureQueue")
+    assert queue["QueueName"] == {"Fn::Sub": "${AWS::StackName}-launcher-failures"}
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["SqsManagedSseEnabled"] is True
+    assert "RedrivePolicy" not in queue  # the end of the line
+    outputs = stack()["Outputs"]
+    assert outputs["LauncherFailureQueueUrl"]["Value"] == {"Ref": "LauncherFailureQueue"}
+    assert outputs["LauncherFailureQueueName"]["Value"] == {
+        "Fn::GetAtt": ["LauncherFailureQueue", "QueueName"]
+    }
+
+
+def test_failed_asynchronous_invocations_of_the_launcher_go_to_the_failure_queue() -> None:
+    (config,) = resources_of_type("AWS::Lambda::EventInvokeConfig").values()
+    properties = config["Properties"]
+    assert properties["FunctionName"] == {"Ref": "Launcher"}
+    assert properties["Qualifier"] == "$LATEST"
+    assert properties["MaximumRetryAttempts"] == 2
+    assert 60 <= properties["MaximumEventAgeInSeconds"] <= 21600
+    assert properties["DestinationConfig"] == {"OnFailure": {"Destination": FAILURE_QUEUE_ARN}}
+    assert "Condition" not in config
+
+
+def test_the_launcher_role_may_send_to_the_failure_queue_and_nothing_else_new() -> None:
+    launcher = list(statements("LauncherRole"))
+    assert [s["Sid"] for s in launcher] == [
+        "Logs",
+        "Enqueue",
+        "RunWorkers",
+        "TagWorkersAtLaunch",
+        "CountWorkers",
+        "HandOverRoles",
+        "FailureDestination",
+    ]
+    (failing,) = [s for s in launcher if s["Sid"] == "FailureDestination"]
+    assert failing == {
+        "Sid": "FailureDestination",
+        "Effect": "Allow",
+        "Action": "sqs:SendMessage",
+        "Resource": FAILURE_QUEUE_ARN,
+    }
+    others = [s for s in launcher if s is not failing]
+    assert "LauncherFailureQueue" not in str(others)
+    for role in ("ExecutionRole", "TaskRole"):
+        assert "LauncherFailureQueue" not in str(resource(role))
+
+
+def test_the_schedule_adds_no_iam_role_only_the_three_remain() -> None:
+    kinds = {r["Type"] for r in stack()["Resources"].values()}
+    assert {k for k in kinds if k.startswith("AWS::IAM::")} == {"AWS::IAM::Role"}
+    assert "AWS::Scheduler::Schedule" not in kinds
+    assert set(resources_of_type("AWS::IAM::Role")) == {
+        "ExecutionRole",
+        "TaskRole",
+        "LauncherRole",
+    }

@@ -133,3 +133,52 @@ def sidecar_job(filename: str, results: str = "ok") -> dict[str, Any]:
 
 def refresh_job(key: str, bucket: str = "in") -> dict[str, Any]:
     return {"job": "refresh", "bucket": bucket, "key": key, "event_time": "2026-11-22T10:00:00Z"}
+
+
+def scheduled_event(*, rule: str = "spotdrain-reconcile") -> dict[str, Any]:
+    """What a scheduled EventBridge rule delivers: a new id at every tick."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-12-03T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:123456789012:rule/{rule}"],
+        "detail": {},
+    }
+
+
+def task_stopped_event(
+    task: dict[str, Any], *, stop_code: str = "SpotInterruption", reason: str = ""
+) -> dict[str, Any]:
+    """An ECS Task State Change for `task` (as DescribeTasks shows it) having STOPPED."""
+    detail = {
+        "clusterArn": task.get("clusterArn", ""),
+        "taskArn": task["taskArn"],
+        "taskDefinitionArn": task.get("taskDefinitionArn", ""),
+        "lastStatus": "STOPPED",
+        "desiredStatus": "STOPPED",
+        "stopCode": stop_code,
+        "stoppedReason": reason or "Your Spot Task was interrupted.",
+        "launchType": task.get("launchType", "FARGATE"),
+        "capacityProviderName": task.get("capacityProviderName", "FARGATE_SPOT"),
+        "group": task.get("group", ""),
+        "overrides": task.get("overrides", {}),
+        "containers": [],
+        "version": 3,
+    }
+    if task.get("startedBy"):
+        detail["startedBy"] = task["startedBy"]
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "account": "123456789012",
+        "time": "2026-12-03T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [task["taskArn"]],
+        "detail": detail,
+    }
