@@ -127,6 +127,20 @@ def drain_all(sqs: Any, url: str, *, wait: int = 0) -> list[dict[str, Any]]:
         )
 
 
+def first_message_id(message: dict[str, Any]) -> str:
+    """The id a received message had when first sent: a stop hands back a copy of it."""
+    history = message.get("MessageAttributes", {}).get("spotdrain-history")
+    if history is None:
+        return str(message["MessageId"])
+    return str(json.loads(history["StringValue"])["origin"])
+
+
+def history_of(message: dict[str, Any]) -> dict[str, Any]:
+    """The hand-back history a received message carries ({} for an original)."""
+    history = message.get("MessageAttributes", {}).get("spotdrain-history")
+    return {} if history is None else dict(json.loads(history["StringValue"]))
+
+
 def serve_ganesha(workdir: Path, export: Path) -> Iterator[Ganesha]:
     """The body of a `ganesha` fixture: a real server exporting `export`, or a skip."""
     reason = ganesha_support.unavailable()

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from worker import routing
+from worker import lineage, routing
 from worker.adapters.sqs import MAX_BATCH, Queue, ReceivedMessage
 from worker.drain import IdleWatch
 from worker.errors import JobError
@@ -132,7 +132,7 @@ class Consumer:
             if message.message_id in self._leases:  # running here: its job settles it
                 self._leases.renew(message.message_id, message.receipt_handle, received_at=now)
             else:
-                self._leases.hold(message.message_id, message.receipt_handle, received_at=now)
+                self._leases.hold(message, received_at=now)
                 given.append(message.message_id)
         results = await asyncio.gather(*(self._leases.hand_back(i) for i in given))
         self._stats.handed_back += sum(results)
@@ -227,7 +227,7 @@ class Consumer:
             log.info("message.duplicate_delivery", message_id=message.message_id)
             return
         self._stats.received += 1
-        self._leases.hold(message.message_id, message.receipt_handle, received_at=received_at)
+        self._leases.hold(message, received_at=received_at)
         task = asyncio.create_task(self._process(message, received_at))
         self._tasks.add(task)
         self._working.add(task)
@@ -241,8 +241,11 @@ class Consumer:
         assert task is not None
         fields: dict[str, Any] = {
             "message_id": message.message_id,
-            "attempt": message.receive_count,
+            "attempt": lineage.attempt(message),
         }
+        origin = lineage.history(message).origin_id
+        if origin != message.message_id:  # a copy handed back by a stop (lineage.py)
+            fields["first_message_id"] = origin
         self._unstarted.discard(task)
         slot_given = False
         # This task runs in its own copy of the context: the binding ends with it.

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from worker import envelope, routing
+from worker import envelope, lineage, routing
 from worker.adapters.sqs import ReceivedMessage
 from worker.errors import InvalidMessage, PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
@@ -38,10 +38,12 @@ class MessageRunner:
             jobs = routing.plan(envelope.parse(message.body), self._settings, self._known)
         except InvalidMessage as exc:
             return [], [JobResult("message", "permanent", str(exc))]
+        history = lineage.history(message)
         facts = MessageFacts(
-            message_id=message.message_id,
-            receive_count=message.receive_count,
-            sent_timestamp_ms=message.sent_timestamp_ms,
+            message_id=history.origin_id,
+            receive_count=lineage.deliveries(message),
+            sent_timestamp_ms=history.first_sent_ms,
+            attempt=lineage.attempt(message),
         )
         if len(jobs) == 1:
             return jobs, [await self._run_job(jobs[0], facts, log_each=False)]
@@ -76,7 +78,7 @@ class MessageRunner:
                 job=job.kind,
                 target=job.describe(),
                 outcome=result.status,
-                attempt=facts.receive_count,
+                attempt=facts.real_attempt,
                 duration_ms=elapsed_ms(started),
                 error=result.error,
             )

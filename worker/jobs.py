@@ -52,8 +52,19 @@ class Job:
 
 @dataclass(frozen=True, kw_only=True)
 class MessageFacts:
-    """What handlers may know about the message that carried their job."""
+    """What handlers may know about the message that carried their job.
+
+    A message handed back because of a stop comes back as a copy (worker/lineage.py): these
+    facts describe the message across its copies. `message_id` is the first copy's id,
+    `receive_count` counts every delivery (so `> 1` means a worker had it before), and
+    `attempt` counts only real attempts (failures and crashes, this one included).
+    """
 
     message_id: str
     receive_count: int
     sent_timestamp_ms: int | None = None
+    attempt: int = 0  # 0: the same as receive_count (a message never handed back)
+
+    @property
+    def real_attempt(self) -> int:
+        return self.attempt or self.receive_count

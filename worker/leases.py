@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
+from worker.adapters.sqs import ReceivedMessage
 from worker.batching import Batcher
 
 log = structlog.get_logger("worker.leases")
 
 VisibilityEntry = tuple[str, int]  # (receipt handle, seconds)
+# Gives a message (with its newest receipt handle) back to the queue: handback.py.
+GiveBack = Callable[[ReceivedMessage], Awaitable[bool]]
 
 
 @dataclass
 class Lease:
-    message_id: str
+    message: ReceivedMessage
     receipt_handle: str
     expires_at: float
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
 
 
 class Leases:
@@ -30,10 +38,12 @@ class Leases:
         self,
         visibility: Batcher[VisibilityEntry],
         *,
+        give_back: GiveBack,
         visibility_seconds: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._visibility = visibility
+        self._give_back = give_back
         self._seconds = visibility_seconds
         self._clock = clock
         self._held: dict[str, Lease] = {}
@@ -41,8 +51,10 @@ class Leases:
     def __len__(self) -> int:
         return len(self._held)
 
-    def hold(self, message_id: str, receipt_handle: str, *, received_at: float) -> None:
-        self._held[message_id] = Lease(message_id, receipt_handle, received_at + self._seconds)
+    def hold(self, message: ReceivedMessage, *, received_at: float) -> None:
+        self._held[message.message_id] = Lease(
+            message, message.receipt_handle, received_at + self._seconds
+        )
 
     def __contains__(self, message_id: str) -> bool:
         return message_id in self._held
@@ -89,8 +101,10 @@ class Leases:
             log.warning("lease.lost", message_id=message_id)
 
     async def hand_back(self, message_id: str) -> bool:
-        """Make a held message visible again at once, so another worker takes it."""
+        """Give a held message back at once, so another worker takes it, uncounted."""
         lease = self._held.pop(message_id, None)
         if lease is None:
             return False
-        return await self._visibility.submit((lease.receipt_handle, 0))
+        return await self._give_back(
+            dataclasses.replace(lease.message, receipt_handle=lease.receipt_handle)
+        )

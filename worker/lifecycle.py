@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from contextlib import AsyncExitStack
 
 import structlog
@@ -14,6 +15,7 @@ from worker.adapters.sqs import Queue
 from worker.batching import Batcher
 from worker.consumer import Consumer
 from worker.errors import RetryableError
+from worker.handback import HandBack, SendEntry
 from worker.leases import Leases, VisibilityEntry
 from worker.outcomes import Settler
 from worker.settings import Settings
@@ -65,13 +67,24 @@ async def run(settings: Settings) -> str:
             lambda entries: queue.change_visibility_batch([(i, h, s) for i, (h, s) in entries]),
             linger=ACK_LINGER_SECONDS,
         )
-        leases = Leases(visibility, visibility_seconds=settings.visibility_seconds)
+        sends: Batcher[SendEntry] = Batcher(
+            "SendMessageBatch", queue.send_batch, linger=ACK_LINGER_SECONDS
+        )
+        hand_back = HandBack(
+            sends=sends,
+            deletes=deletes,
+            visibility=visibility,
+            copies=not settings.queue_url.endswith(".fifo"),
+        )
+        leases = Leases(
+            visibility, give_back=hand_back, visibility_seconds=settings.visibility_seconds
+        )
         settler = Settler(
             queue=queue,
             dead_letter=dead_letter,
             deletes=deletes,
             visibility=visibility,
-            max_receives=settings.max_receives,
+            max_receives=attempt_limit(settings.max_receives, attributes, dead_letter is not None),
             has_redrive=has_redrive,
             dead_letter_max_bytes=dead_letter_max_bytes,
         )
@@ -100,6 +113,7 @@ async def run(settings: Settings) -> str:
                 await watcher
             try:
                 async with asyncio.timeout(settings.cancel_seconds):
+                    await sends.close()  # hand-back copies go before their originals' deletes
                     await deletes.close()
                     await visibility.close()
             except TimeoutError:
@@ -110,6 +124,21 @@ async def run(settings: Settings) -> str:
 
 
 START_PATIENCE_SECONDS = 60.0
+
+
+def attempt_limit(max_receives: int, attributes: dict[str, str], own_dead_letter: bool) -> int:
+    """Attempts after which the worker dead-letters a failing message itself.
+
+    With DLQ_URL, never later than the queue's redrive policy would move it: the worker's
+    dead letter carries the reason and the real attempt count, the redrive's carries neither.
+    """
+    if not own_dead_letter or "RedrivePolicy" not in attributes:
+        return max_receives
+    try:
+        redrive = int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
+    except (ValueError, KeyError, TypeError):
+        return max_receives
+    return max(1, min(max_receives, redrive))
 
 
 async def _check_patiently(queue: Queue, option: str, stop: StopRequest) -> dict[str, str]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import structlog
 
+from worker import lineage
 from worker.adapters.sqs import Queue, ReceivedMessage
 from worker.backoff import retry_delay
 from worker.batching import Batcher
@@ -21,7 +22,6 @@ JobStatus = Literal["succeeded", "retryable", "permanent"]
 REASON_LIMIT = 1024
 # SQS allows ten message attributes; ours take four, the original keeps up to six.
 _OWN_ATTRIBUTES = 4
-_MAX_ATTRIBUTES = 10
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,11 @@ class Settler:
             return ("acked" if await self.ack(receipt_handle) else "ack_lost"), {}
         message = dataclasses.replace(message, receipt_handle=receipt_handle)
         reason = _clip(outcome.reason or "unknown")
-        exhausted = message.receive_count >= self._max_receives
+        attempt = lineage.attempt(message)  # hand-backs never count (lineage.py)
+        exhausted = attempt >= self._max_receives
         if outcome.action == "reject" or (exhausted and self._dead_letter is not None):
             if outcome.action == "retry":
-                reason = _clip(f"gave up after {message.receive_count} attempts: {reason}")
+                reason = _clip(f"gave up after {attempt} attempts: {reason}")
             return await self._reject(message, reason)
         return await self._retry(message, reason)
 
@@ -90,14 +91,14 @@ class Settler:
         return self._deletes.submit(receipt_handle)
 
     async def _retry(self, message: ReceivedMessage, reason: str) -> tuple[str, dict[str, Any]]:
-        delay = retry_delay(message.receive_count)
+        delay = retry_delay(lineage.attempt(message))
         await self._visibility.submit((message.receipt_handle, delay))
         return "retried", {"retry_in_s": delay, "reason": reason}
 
     async def _reject(self, message: ReceivedMessage, reason: str) -> tuple[str, dict[str, Any]]:
         if self._dead_letter is None:
             # The queue's redrive policy moves it after maxReceiveCount receives: come back soon.
-            delay = 0 if self._has_redrive else retry_delay(message.receive_count)
+            delay = 0 if self._has_redrive else retry_delay(lineage.attempt(message))
             await self._visibility.submit((message.receipt_handle, delay))
             return "rejected", {
                 "reason": reason,
@@ -113,20 +114,23 @@ class Settler:
 
     async def _send_to_dead_letter(self, message: ReceivedMessage, reason: str) -> None:
         assert self._dead_letter is not None
+        history = lineage.history(message)
         own = {
             "spotdrain-reason": {"DataType": "String", "StringValue": reason},
             "spotdrain-original-message-id": {
                 "DataType": "String",
-                "StringValue": message.message_id,
+                "StringValue": history.origin_id,
             },
-            "spotdrain-receive-count": {
+            "spotdrain-receive-count": {  # real attempts: hand-backs are not counted
                 "DataType": "Number",
-                "StringValue": str(message.receive_count),
+                "StringValue": str(lineage.attempt(message)),
             },
             "spotdrain-source-queue": {"DataType": "String", "StringValue": self._queue.url},
         }
         kept = dict(
-            list(_sendable(message.attributes).items())[: _MAX_ATTRIBUTES - _OWN_ATTRIBUTES]
+            list(lineage.sendable(message.attributes).items())[
+                : lineage.MAX_ATTRIBUTES - _OWN_ATTRIBUTES
+            ]
         )
         attributes = _fit(message.body, {**kept, **own}, self._dead_letter_max_bytes)
         await self._dead_letter.send(message.body, attributes=attributes)
@@ -166,17 +170,6 @@ def _attributes_size(attributes: dict[str, Any]) -> int:
         data = payload.encode() if isinstance(payload, str) else payload
         total += len(name.encode()) + len(value.get("DataType", "").encode()) + len(data)
     return total
-
-
-def _sendable(attributes: dict[str, Any]) -> dict[str, Any]:
-    """Received message attributes in the form SendMessage takes (list values dropped)."""
-    sendable = {}
-    for name, value in attributes.items():
-        if name.startswith("spotdrain-"):
-            continue
-        entry = {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
-        sendable[name] = entry
-    return sendable
 
 
 def _clip(text: str) -> str:

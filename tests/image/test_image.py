@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import QueueFactory, drain_all, serve_ganesha, unique
+from tests.conftest import QueueFactory, drain_all, first_message_id, serve_ganesha, unique
 from tests.image.conftest import BuiltImage
 from tests.image.container import ImageRun, run_in
 from tests.support.ganesha import Ganesha
@@ -196,4 +196,4 @@ def test_sigterm_reaches_the_worker_in_the_image_and_the_long_job_is_handed_back
     assert finished["message_id"] == long_job.message_id
     assert finished["outcome"] == "handed_back"
     (back,) = drain_all(sqs, long_job.queue_url)  # visible again at once, not after a lease
-    assert back["MessageId"] == long_job.message_id
+    assert first_message_id(back) == long_job.message_id  # a copy: the stop is not counted

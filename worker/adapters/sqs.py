@@ -145,6 +145,23 @@ class Queue:
             raise translate(exc, "SendMessage") from exc
         return str(response["MessageId"])
 
+    async def send_batch(
+        self, entries: Sequence[tuple[str, tuple[str, dict[str, Any]]]]
+    ) -> list[BatchFailure]:
+        """Send (id, (body, attributes)) entries; return the entries SQS did not take."""
+        request = {
+            "QueueUrl": self.url,
+            "Entries": [
+                {"Id": i, "MessageBody": body, **({"MessageAttributes": a} if a else {})}
+                for i, (body, a) in entries
+            ],
+        }
+        try:
+            response = await self._client.send_message_batch(**request)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise translate(exc, "SendMessageBatch") from exc
+        return _failures(response)
+
     async def counts(self) -> QueueCounts:
         try:
             response = await self._client.get_queue_attributes(

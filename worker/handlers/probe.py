@@ -46,9 +46,10 @@ class Probe:
     async def __call__(self, job: Job, facts: MessageFacts) -> str | None:
         probe = ProbePayload.parse(job.payload)
         await asyncio.sleep(probe.seconds)
-        failing = probe.until_attempt is None or facts.receive_count < probe.until_attempt
+        attempt = facts.real_attempt
+        failing = probe.until_attempt is None or attempt < probe.until_attempt
         if probe.fail == "retryable" and failing:
-            raise RetryableError(f"asked to fail on attempt {facts.receive_count}")
+            raise RetryableError(f"asked to fail on attempt {attempt}")
         if probe.fail == "permanent" and failing:
             raise PermanentError("asked to fail permanently")
         return None
