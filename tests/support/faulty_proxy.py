@@ -6,6 +6,8 @@
 - `outage()`: drop every connection without an answer, as a crashed or restarting server
   does, until `recover()`.
 - `signatures`: who signed each request (target, Authorization, security token).
+- `answer`: a function of (X-Amz-Target, body) that returns a canned JSON answer for the
+  requests it wants to answer itself (None for the rest), as an AWS service would answer.
 Everything else is forwarded unchanged, so the worker still talks to the real moto server.
 """
 
@@ -15,17 +17,21 @@ import http.client
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 _SIGNATURE_HEADERS = ("X-Amz-Target", "Authorization", "X-Amz-Security-Token")
+# (X-Amz-Target, request body) -> (HTTP status, JSON body) to answer with, or None to forward.
+Answer = Callable[[str, bytes], tuple[int, bytes] | None]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
 
 class FaultyProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, answer: Answer | None = None) -> None:
         parts = urlsplit(upstream)
+        self.answer = answer
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self._rng = random.Random(0)
         self._throttle = 0.0
@@ -96,6 +102,11 @@ class FaultyProxy:
         if verdict == "throttled":
             _send_throttle(request)
             return
+        canned = self.answer(headers.get("X-Amz-Target", ""), body) if self.answer else None
+        if canned is not None:
+            self.counts["answered"] += 1
+            _send_json(request, *canned)
+            return
         upstream = http.client.HTTPConnection(*self._upstream, timeout=60)
         try:
             headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
@@ -128,6 +139,14 @@ def _read_body(request: BaseHTTPRequestHandler) -> bytes:
             request.rfile.readline()
     length = int(request.headers.get("Content-Length") or 0)
     return request.rfile.read(length) if length else b""
+
+
+def _send_json(request: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    request.send_response(status)
+    request.send_header("Content-Type", "application/x-amz-json-1.1")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 def _send_throttle(request: BaseHTTPRequestHandler) -> None:
