@@ -49,6 +49,7 @@ from worker.handlers.sidecar_job import (  # noqa: E402
     sidecar_name,
 )
 from worker.jobs import Job, MessageFacts  # noqa: E402
+from worker.metrics import Metrics  # noqa: E402
 
 RESULTS = "QC passed; 12 findings; model v3.2 " * 4
 IN_FLIGHT = 16
@@ -91,7 +92,7 @@ def reference(url: str, names: list[str]) -> None:
 
 async def ours(url: str, names: list[str], connections: int, lags: list[float]) -> None:
     store = NfsStore(url, connections=connections, timeout_ms=5000)
-    job = SidecarJob(store)
+    job = SidecarJob(store, Metrics.off())
     slots = asyncio.Semaphore(IN_FLIGHT)
     loop = asyncio.get_running_loop()
     running = True

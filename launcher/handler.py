@@ -28,6 +28,7 @@ from launcher.enqueue import Outgoing, SendResult, read_max_message_size, send_a
 from launcher.errors import EnqueueFailed, InvalidEvent
 from launcher.events import ParsedEvent, parse_event
 from launcher.fleet import Launch, count_running, read_counts, start_tasks, wanted
+from launcher.metrics import ContainerMetrics
 from launcher.settings import Settings
 
 MAX_LOGGED_FAILURES = 20
@@ -42,6 +43,16 @@ class Runtime:
     ecs: Any
     sleep: Callable[[float], None] = time.sleep
     max_message_size: int | None = None
+    metrics: ContainerMetrics | None = None
+
+    def __post_init__(self) -> None:
+        if self.metrics is None:
+            self.metrics = ContainerMetrics(
+                namespace=self.settings.metrics_namespace,
+                queue=self.settings.queue_name,
+                interval_seconds=self.settings.metrics_interval_seconds,
+                enabled=self.settings.metrics,
+            )
 
     def message_size_limit(self) -> int:
         """The queue's MaximumMessageSize, read once per container."""
@@ -81,7 +92,17 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
 
 def handle(event: Any, runtime: Runtime, *, request_id: str | None = None) -> dict[str, Any]:
     """Enqueue what the event carries, start the workers the backlog needs, return a summary."""
+    assert runtime.metrics is not None
+    try:
+        return _handle(event, runtime, request_id)
+    finally:
+        runtime.metrics.end_of_invocation()
+
+
+def _handle(event: Any, runtime: Runtime, request_id: str | None) -> dict[str, Any]:
     settings = runtime.settings
+    metrics = runtime.metrics
+    assert metrics is not None
     try:
         parsed = parse_event(event, settings.key_filter, request_id)
     except InvalidEvent as exc:
@@ -106,6 +127,9 @@ def handle(event: Any, runtime: Runtime, *, request_id: str | None = None) -> di
         sent = send_all(runtime.sqs, settings.queue_url, outgoing, limit, runtime.sleep)
     unit_failures = _unit_failures(parsed, sent)
     fleet = size_fleet(runtime, parsed.identity, enqueued=len(sent.sent))
+    metrics.count("JobsEnqueued", len(sent.sent))
+    metrics.count("TasksStarted", fleet.launch.total)
+    metrics.count("RunTaskFailures", max(0, fleet.wanted - fleet.launch.total))
 
     failures = [*unit_failures.values(), *fleet.failures, *fleet.launch.failures]
     summary: dict[str, Any] = {

@@ -13,7 +13,7 @@ from launcher.errors import ConfigError
 # Options of the worker that the launcher hands to every task it starts (CONTRACT.md, "The
 # worker"): the job settings and the worker's own tuning, exactly as the launcher has them.
 FORWARDED_PREFIXES = ("CSV_", "REFRESH_", "SIDECAR_", "WORKER_")
-FORWARDED_NAMES = ("DLQ_URL",)
+FORWARDED_NAMES = ("DLQ_URL", "METRICS", "METRICS_NAMESPACE", "METRICS_INTERVAL_SECONDS")
 
 RUN_TASK_MAX_COUNT = 10  # RunTask starts at most 10 tasks per call
 OVERRIDES_MAX_CHARS = 8192  # RunTask's limit on the JSON of `overrides`
@@ -57,6 +57,9 @@ class Settings:
     started_by: str = ""
     platform_version: str | None = None
     worker_environment: tuple[tuple[str, str], ...] = ()
+    metrics: bool = True  # METRICS=emf (the default) or off
+    metrics_namespace: str = "spotdrain"
+    metrics_interval_seconds: int = 60
 
     def __post_init__(self) -> None:
         if not self.started_by:
@@ -108,6 +111,11 @@ class Settings:
             started_by=started_by,
             platform_version=env.optional("PLATFORM_VERSION"),
             worker_environment=forwarded_environment(environ),
+            metrics=env.choice("METRICS", "EMF", ("EMF", "OFF")) == "EMF",
+            metrics_namespace=env.optional("METRICS_NAMESPACE") or "spotdrain",
+            metrics_interval_seconds=env.integer(
+                "METRICS_INTERVAL_SECONDS", 60, low=1, high=86_400
+            ),
         )
         size = len(json.dumps(settings.overrides(), separators=(",", ":")))
         if size > OVERRIDES_MAX_CHARS:

@@ -16,6 +16,7 @@ from worker.errors import JobError
 from worker.execution import MessageRunner
 from worker.jobs import Job
 from worker.leases import Leases
+from worker.metrics import Metrics
 from worker.outcomes import JobResult, Outcome, Settler, decide
 from worker.settings import Settings
 from worker.slots import Slots
@@ -36,6 +37,12 @@ _STATS_FIELD = {
     "retried": "retried",
     "rejected": "dead_lettered",
 }
+_METRIC = {
+    "acked": "MessagesSucceeded",
+    "dead_lettered": "MessagesDeadLettered",
+    "retried": "MessagesRetried",
+    "rejected": "MessagesDeadLettered",
+}
 
 
 class Consumer:
@@ -49,10 +56,14 @@ class Consumer:
         leases: Leases,
         stats: Stats,
         stop: StopRequest,
+        metrics: Metrics,
     ) -> None:
         self._settings = settings
         self._queue = queue
-        self._runner = MessageRunner(settings=settings, handlers=handlers, stats=stats)
+        self._metrics = metrics
+        self._runner = MessageRunner(
+            settings=settings, handlers=handlers, stats=stats, metrics=metrics
+        )
         self._settler = settler
         self._leases = leases
         self._stats = stats
@@ -136,6 +147,7 @@ class Consumer:
                 given.append(message.message_id)
         results = await asyncio.gather(*(self._leases.hand_back(i) for i in given))
         self._stats.handed_back += sum(results)
+        self._metrics.count("MessagesHandedBack", sum(results))
         log.info("stop.late_receives", handed_back=sum(results), abandoned=len(pending))
 
     async def _receive_loop(self) -> None:
@@ -227,6 +239,7 @@ class Consumer:
             log.info("message.duplicate_delivery", message_id=message.message_id)
             return
         self._stats.received += 1
+        self._metrics.count("MessagesReceived")
         self._leases.hold(message, received_at=received_at)
         task = asyncio.create_task(self._process(message, received_at))
         self._tasks.add(task)
@@ -265,10 +278,12 @@ class Consumer:
                 label, extra = await asyncio.shield(self._settler.settle(message, outcome, handle))
             fields.update(extra)
             self._log_done(label, jobs, results, outcome, received_at, fields)
+            self._measure(label, message)
         except asyncio.CancelledError:
             if not slot_given:  # cancelled while its jobs ran: give the message back now
                 await asyncio.shield(self._leases.hand_back(message.message_id))
                 self._stats.handed_back += 1
+                self._metrics.count("MessagesHandedBack")
                 log.info(
                     "message.done",
                     outcome="handed_back",
@@ -280,6 +295,14 @@ class Consumer:
             self._leases.release(message.message_id)
             if not slot_given:
                 self._slots.give(1)
+
+    def _measure(self, label: str, message: ReceivedMessage) -> None:
+        metric = _METRIC.get(label)
+        if metric is not None:
+            self._metrics.count(metric)
+        sent_ms = lineage.history(message).first_sent_ms
+        if label == "acked" and sent_ms is not None:
+            self._metrics.time("QueueDwell", max(0.0, time.time() * 1000 - sent_ms))
 
     def _log_done(
         self,

@@ -16,6 +16,7 @@ from worker import envelope, lineage, routing
 from worker.adapters.sqs import ReceivedMessage
 from worker.errors import InvalidMessage, PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
+from worker.metrics import Metrics
 from worker.outcomes import JobResult
 from worker.settings import Settings
 from worker.stats import Stats, elapsed_ms
@@ -25,9 +26,15 @@ log = structlog.get_logger("worker.execution")
 
 class MessageRunner:
     def __init__(
-        self, *, settings: Settings, handlers: Mapping[str, routing.Handler], stats: Stats
+        self,
+        *,
+        settings: Settings,
+        handlers: Mapping[str, routing.Handler],
+        stats: Stats,
+        metrics: Metrics,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._handlers = handlers
         self._known = frozenset(handlers)
         self._stats = stats
@@ -72,6 +79,7 @@ class MessageRunner:
         except Exception as exc:  # a bug or an untranslated library error: retry, loudly
             log.exception("job.crashed", job=job.kind, target=job.describe())
             result = JobResult(job.kind, "retryable", f"unexpected {type(exc).__name__}: {exc}")
+        self._metrics.time("JobDuration", (time.monotonic() - started) * 1000, job=job.kind)
         if log_each:
             log.info(
                 "job.finished",

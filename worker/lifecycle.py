@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from contextlib import AsyncExitStack
 
 import structlog
@@ -17,6 +18,7 @@ from worker.consumer import Consumer
 from worker.errors import RetryableError
 from worker.handback import HandBack, SendEntry
 from worker.leases import Leases, VisibilityEntry
+from worker.metrics import Metrics
 from worker.outcomes import Settler
 from worker.settings import Settings
 from worker.stats import Stats
@@ -30,6 +32,13 @@ ACK_LINGER_SECONDS = 0.01
 async def run(settings: Settings) -> str:
     """Run the worker until the queue is drained or it is told to stop; return why it ended."""
     stats = Stats()
+    metrics = Metrics(
+        namespace=settings.metrics_namespace,
+        queue=settings.queue_url.rstrip("/").rsplit("/", 1)[-1],
+        interval_seconds=settings.metrics_interval_seconds,
+        write=_write_line,
+        enabled=settings.metrics == "emf",
+    )
     stop = StopRequest()
     stop.install_signal_handlers()
     reason = "crashed"
@@ -55,7 +64,7 @@ async def run(settings: Settings) -> str:
                 "config.no_dead_letter", hint="set DLQ_URL or a redrive policy on the queue"
             )
         handlers = await routing.build_handlers(
-            settings, clients, stack, diagnostics=settings.probe_jobs
+            settings, clients, stack, metrics, diagnostics=settings.probe_jobs
         )
         deletes: Batcher[str] = Batcher(
             "DeleteMessageBatch",
@@ -96,8 +105,10 @@ async def run(settings: Settings) -> str:
             leases=leases,
             stats=stats,
             stop=stop,
+            metrics=metrics,
         )
         watcher = asyncio.create_task(spot.watch(settings, stop), name="spot-watch")
+        flusher = asyncio.create_task(metrics.run(), name="metrics")
         log.info(
             "worker.started",
             queue_url=settings.queue_url,
@@ -108,9 +119,10 @@ async def run(settings: Settings) -> str:
         try:
             reason = await consumer.run()
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            for task in (watcher, flusher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             try:
                 async with asyncio.timeout(settings.cancel_seconds):
                     await sends.close()  # hand-back copies go before their originals' deletes
@@ -119,11 +131,18 @@ async def run(settings: Settings) -> str:
             except TimeoutError:
                 # What is not deleted comes back after its lease; handlers are idempotent.
                 log.error("worker.flush_timed_out", seconds=settings.cancel_seconds)
-            log.info("worker.exit", **stats.summary(reason))
+            metrics.flush()
+            log.info("worker.exit", **stats.summary(reason), metrics_records=metrics.records)
     return reason
 
 
 START_PATIENCE_SECONDS = 60.0
+
+
+def _write_line(line: str) -> None:
+    """One metrics record on stdout, the log stream (the JSON log lines go there too)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 def attempt_limit(max_receives: int, attributes: dict[str, str], own_dead_letter: bool) -> int:

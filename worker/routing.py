@@ -10,6 +10,7 @@ from worker.adapters.aws import AwsClients
 from worker.errors import InvalidMessage
 from worker.handlers import csv_job, probe, refresh_job, sidecar_job
 from worker.jobs import Job, JobRequest, MessageFacts, ObjectChange, Request
+from worker.metrics import Metrics
 from worker.settings import CsvSettings, Settings
 
 
@@ -19,7 +20,7 @@ class Handler(Protocol):
     def __call__(self, job: Job, facts: MessageFacts) -> Awaitable[str | None]: ...
 
 
-HandlerFactory = Callable[[Settings, AwsClients, AsyncExitStack], Awaitable[Handler]]
+HandlerFactory = Callable[[Settings, AwsClients, AsyncExitStack, Metrics], Awaitable[Handler]]
 
 # The explicit registry: job kind -> the factory that builds its handler once at start.
 HANDLERS: dict[str, HandlerFactory] = {
@@ -32,13 +33,21 @@ DIAGNOSTIC_HANDLERS: dict[str, HandlerFactory] = {"probe": probe.create}
 
 
 async def build_handlers(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack, *, diagnostics: bool
+    settings: Settings,
+    clients: AwsClients,
+    stack: AsyncExitStack,
+    metrics: Metrics,
+    *,
+    diagnostics: bool,
 ) -> dict[str, Handler]:
     """Create every handler once; they hold their own clients and pools for the whole run."""
     factories = dict(HANDLERS)
     if diagnostics:
         factories.update(DIAGNOSTIC_HANDLERS)
-    return {kind: await factory(settings, clients, stack) for kind, factory in factories.items()}
+    return {
+        kind: await factory(settings, clients, stack, metrics)
+        for kind, factory in factories.items()
+    }
 
 
 def plan(requests: list[Request], settings: Settings, known: frozenset[str]) -> list[Job]:

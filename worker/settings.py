@@ -29,6 +29,7 @@ class CsvSettings:
     ragged: Literal["error", "pad", "truncate"] = "error"
     part_size: int = 8 * 1024 * 1024
     processes: int = 0  # conversion processes; 0 = one per CPU
+    progress_seconds: float = 30.0  # a csv.progress line this often during a conversion
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +76,9 @@ class Settings:
     log_format: Literal["json", "console"] = "json"
     region: str | None = None
     probe_jobs: bool = False
+    metrics: Literal["emf", "off"] = "emf"
+    metrics_namespace: str = "spotdrain"
+    metrics_interval_seconds: float = 60.0
     csv: CsvSettings = field(default_factory=CsvSettings)
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
@@ -105,6 +109,11 @@ class Settings:
             log_format=env.choice("LOG_FORMAT", "json", ("json", "console")),  # type: ignore[arg-type]
             region=env.optional("AWS_REGION") or env.optional("AWS_DEFAULT_REGION"),
             probe_jobs=env.boolean("WORKER_PROBE_JOBS", False),
+            metrics=env.choice("METRICS", "emf", ("emf", "off")),  # type: ignore[arg-type]
+            metrics_namespace=_namespace(env),
+            metrics_interval_seconds=env.number(
+                "METRICS_INTERVAL_SECONDS", 60.0, low=1, high=86_400
+            ),
             csv=_csv_settings(env),
             sidecar=_sidecar_settings(env, concurrency),
             refresh=_refresh_settings(env),
@@ -137,7 +146,18 @@ def _csv_settings(env: _Env) -> CsvSettings:
         ragged=env.choice("CSV_RAGGED", "error", ("error", "pad", "truncate")),  # type: ignore[arg-type]
         part_size=env.integer("CSV_PART_SIZE_MB", 8, low=5, high=512) * 1024 * 1024,
         processes=env.integer("CSV_PROCESSES", 0, low=0, high=64),
+        progress_seconds=env.number("CSV_PROGRESS_SECONDS", 30.0, low=0.1, high=86_400),
     )
+
+
+def _namespace(env: _Env) -> str:
+    """A CloudWatch namespace: 1 to 255 characters, not starting with `AWS/`."""
+    value = env.text("METRICS_NAMESPACE", "spotdrain").strip()
+    if not 1 <= len(value) <= 255 or value.startswith("AWS/") or not value.isprintable():
+        raise ConfigError(
+            "METRICS_NAMESPACE", f"must be 1 to 255 printable characters, not AWS/, got {value!r}"
+        )
+    return value
 
 
 def _sidecar_settings(env: _Env, concurrency: int) -> SidecarSettings:

@@ -164,3 +164,70 @@ def exists(name: str, parameters: dict[str, str]) -> bool:
     """Whether a resource is created with these parameters (its `Condition` holds)."""
     condition = stack()["Resources"][name].get("Condition")
     return condition is None or bool(evaluate({"Condition": condition}, parameters))
+
+
+# ---- the metrics the stack's dashboard may name
+
+# The embedded-metric-format metrics of the worker (worker/metrics.py: QUEUE_METRICS and
+# JOB_METRICS) and the launcher (launcher/metrics.py: METRICS), by name, with the dimension
+# names each is written with. It must match the names the worker and the launcher write: a
+# dashboard row naming anything else draws nothing, silently.
+EMF_METRICS: dict[str, tuple[str, ...]] = {
+    # the worker, per queue
+    "MessagesReceived": ("Queue",),
+    "MessagesSucceeded": ("Queue",),
+    "MessagesRetried": ("Queue",),
+    "MessagesDeadLettered": ("Queue",),
+    "MessagesHandedBack": ("Queue",),
+    "QueueDwell": ("Queue",),
+    "CsvBytesIn": ("Queue",),
+    "CsvBytesOut": ("Queue",),
+    "SidecarsWritten": ("Queue",),
+    "RefreshCacheCalls": ("Queue",),
+    "RefreshCacheBusy": ("Queue",),
+    # the worker, per queue and job kind
+    "JobDuration": ("Queue", "Job"),
+    # the launcher, per queue
+    "JobsEnqueued": ("Queue",),
+    "TasksStarted": ("Queue",),
+    "RunTaskFailures": ("Queue",),
+}
+EMF_JOBS = {"csv", "refresh", "sidecar"}  # the values of the Job dimension
+
+# What a deployed stack substitutes into a `Fn::Sub` string, shaped as AWS would: the
+# pseudo-parameters, a `Ref` (parameter or resource) and a `Fn::GetAtt` by its dotted name.
+SAMPLE_STACK_VALUES = {
+    "AWS::Region": "eu-west-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "spotdrain",
+    "AWS::Partition": "aws",
+    "MetricsNamespace": "spotdrain-sample",
+    "OldestMessageAlarmSeconds": "900",
+    "JobQueue": SAMPLE_VALUES["QUEUE_URL"],
+    "JobQueue.QueueName": "spotdrain-jobs",
+    "DeadLetterQueue": SAMPLE_VALUES["DLQ_URL"],
+    "DeadLetterQueue.QueueName": "spotdrain-dlq",
+    "LauncherFailureQueue": (
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/spotdrain-launcher-failures"
+    ),
+    "LauncherFailureQueue.QueueName": "spotdrain-launcher-failures",
+    "Launcher": "spotdrain-launcher",
+    "LauncherLogGroup": "/aws/lambda/spotdrain-launcher",
+    "Cluster": "spotdrain",
+    **{
+        f"{alarm}Alarm.Arn": f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:spotdrain-{name}"
+        for alarm, name in (
+            ("DeadLetters", "dead-letters"),
+            ("OldestMessage", "oldest-message"),
+            ("LauncherErrors", "launcher-errors"),
+            ("LauncherFailures", "launcher-failures"),
+        )
+    },
+}
+SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9:.]+)\}")
+
+
+def substituted(text: str, values: dict[str, str] = SAMPLE_STACK_VALUES) -> str:
+    """A `Fn::Sub` string as CloudFormation renders it; a name without a sample fails."""
+    assert "${!" not in text, "a literal ${ in a Sub string: extend this helper"
+    return SUB_REFERENCE.sub(lambda m: values[m.group(1)], text)

@@ -7,15 +7,21 @@ to its role, and every allowed action must be one the code needs.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import botocore.session
 from botocore import xform_name
 from cfnlint.api import lint_file
 
+from launcher.metrics import METRICS as LAUNCHER_METRICS
 from tests.deploy.documents import (
+    EMF_JOBS,
+    EMF_METRICS,
     ROOT,
+    SAMPLE_STACK_VALUES,
     STACK,
     actions,
     deployed,
@@ -26,8 +32,10 @@ from tests.deploy.documents import (
     resources_of_type,
     stack,
     statements,
+    substituted,
     taskdef,
 )
+from worker.metrics import JOB_METRICS, QUEUE_METRICS
 
 # IAM actions whose names differ from the API operation they authorise.
 IAM_ACTION = {
@@ -56,9 +64,20 @@ LAUNCHER_EXTRAS = {
 }
 
 
+# Source under a package that no role of the stack runs: worker/ops is the `spotdrain`
+# operator command (status, dlq), run with the operator's own credentials (docs/deploy.md, 6.).
+NOT_RUN_BY_A_ROLE = {"worker": ("ops",)}
+
+
 def called_actions(package: str, services: tuple[str, ...]) -> set[str]:
     """The IAM actions of every AWS operation called in a package's source."""
-    text = "\n".join(path.read_text() for path in sorted((ROOT / package).rglob("*.py")))
+    skipped = [ROOT / package / sub for sub in NOT_RUN_BY_A_ROLE.get(package, ())]
+    paths = [
+        path
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if not any(path.is_relative_to(s) for s in skipped)
+    ]
+    text = "\n".join(path.read_text() for path in paths)
     names = set(re.findall(r"\.([a-z][a-z0-9_]+)\s*[(,]", text))
     names |= set(re.findall(r"get_paginator\(\"([a-z0-9_]+)\"\)", text))
     # The lean SQS path (adapters/sqs_wire.py) names its operations as the wire protocol does.
@@ -345,3 +364,236 @@ def test_the_schedule_adds_no_iam_role_only_the_three_remain() -> None:
         "TaskRole",
         "LauncherRole",
     }
+
+
+# ---- alarms and the dashboard: every metric they name exists, with the dimensions it has.
+
+# The AWS metrics the stack may name, with their namespace, their dimension names in the order
+# written, and the values each dimension may take in a deployment (SAMPLE_STACK_VALUES). From
+# the services' documentation: SQS (QueueName), Lambda (FunctionName), and Fargate's usage
+# metric (AWS/Usage ResourceCount: Service Fargate, Type Resource, Resource vCPU, Class
+# Standard/Spot or Standard/OnDemand, account-wide).
+QUEUE_NAMES = {
+    SAMPLE_STACK_VALUES[f"{q}.QueueName"]
+    for q in ("JobQueue", "DeadLetterQueue", "LauncherFailureQueue")
+}
+FUNCTION_NAMES = {SAMPLE_STACK_VALUES["Launcher"]}
+SQS_QUEUE = {"QueueName": QUEUE_NAMES}
+AWS_METRICS: dict[tuple[str, str], dict[str, set[str]]] = {
+    ("AWS/SQS", "ApproximateNumberOfMessagesVisible"): SQS_QUEUE,
+    ("AWS/SQS", "ApproximateNumberOfMessagesNotVisible"): SQS_QUEUE,
+    ("AWS/SQS", "ApproximateNumberOfMessagesDelayed"): SQS_QUEUE,
+    ("AWS/SQS", "ApproximateAgeOfOldestMessage"): SQS_QUEUE,
+    ("AWS/Lambda", "Errors"): {"FunctionName": FUNCTION_NAMES},
+    ("AWS/Lambda", "Throttles"): {"FunctionName": FUNCTION_NAMES},
+    ("AWS/Usage", "ResourceCount"): {
+        "Service": {"Fargate"},
+        "Type": {"Resource"},
+        "Resource": {"vCPU"},
+        "Class": {"Standard/Spot", "Standard/OnDemand"},
+    },
+}
+STATISTIC = re.compile(r"SampleCount|Average|Sum|Minimum|Maximum|p(\d{1,2}(\.\d+)?|100)")
+
+# Each alarm: what it watches, of which resource, how, and what it makes of missing data.
+# SQS emits a queue's metrics only while the queue is active (an API call in six hours), so
+# the alarms on messages waiting keep their state through silence (`ignore`); the age of the
+# oldest message and Lambda's Errors fall silent when there is nothing to report.
+ALARMS = {
+    "DeadLettersAlarm": (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}},
+        ("Maximum", 60, 1, 1),
+        0,
+        "ignore",
+    ),
+    "OldestMessageAlarm": (
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        {"QueueName": {"Fn::GetAtt": ["JobQueue", "QueueName"]}},
+        ("Maximum", 60, 5, 3),
+        {"Ref": "OldestMessageAlarmSeconds"},
+        "notBreaching",
+    ),
+    "LauncherErrorsAlarm": (
+        "AWS/Lambda",
+        "Errors",
+        {"FunctionName": {"Ref": "Launcher"}},
+        ("Sum", 300, 1, 1),
+        0,
+        "notBreaching",
+    ),
+    "LauncherFailuresAlarm": (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        {"QueueName": {"Fn::GetAtt": ["LauncherFailureQueue", "QueueName"]}},
+        ("Maximum", 60, 1, 1),
+        0,
+        "ignore",
+    ),
+}
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:oncall"
+
+
+def test_the_emf_metrics_are_the_ones_the_worker_and_the_launcher_write() -> None:
+    written: dict[str, tuple[str, ...]] = {
+        name: ("Queue",) for name in (*QUEUE_METRICS, *LAUNCHER_METRICS)
+    }
+    written |= {name: ("Queue", "Job") for name in JOB_METRICS}
+    assert written == EMF_METRICS
+
+
+def test_each_alarm_watches_its_metric_of_its_resource_above_its_threshold() -> None:
+    assert set(resources_of_type("AWS::CloudWatch::Alarm")) == set(ALARMS)
+    for name, (namespace, metric, dimensions, shape, threshold, missing) in ALARMS.items():
+        alarm = resource(name)
+        assert (alarm["Namespace"], alarm["MetricName"]) == (namespace, metric), name
+        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == dimensions, name
+        assert [d["Name"] for d in alarm["Dimensions"]] == list(AWS_METRICS[namespace, metric])
+        statistic, period, evaluated, to_alarm = shape
+        assert alarm["Statistic"] == statistic, name
+        assert alarm["Period"] == period, name
+        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (evaluated, to_alarm)
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold", name
+        assert alarm["Threshold"] == threshold, name
+        assert alarm["TreatMissingData"] == missing, name
+        assert "Condition" not in stack()["Resources"][name]  # every deployment has them
+
+
+def test_the_oldest_message_alarm_fires_above_the_parameter_900_s_by_default() -> None:
+    parameter = stack()["Parameters"]["OldestMessageAlarmSeconds"]
+    assert (parameter["Type"], parameter["Default"], parameter["MinValue"]) == ("Number", 900, 60)
+    threshold = resource("OldestMessageAlarm")["Threshold"]
+    assert evaluate(threshold, deployed({"OldestMessageAlarmSeconds": "1800"})) == "1800"
+    assert evaluate(threshold, deployed()) == "900"
+
+
+def test_the_alarms_notify_the_topic_exactly_when_alarm_topic_arn_is_given() -> None:
+    parameter = stack()["Parameters"]["AlarmTopicArn"]
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("") and pattern.fullmatch(TOPIC)
+    assert not pattern.fullmatch("oncall")  # a name, not an ARN
+    for name in ALARMS:
+        silent = evaluate(resource(name), deployed())
+        assert not {"AlarmActions", "OKActions", "InsufficientDataActions"} & set(silent), name
+        notifying = evaluate(resource(name), deployed({"AlarmTopicArn": TOPIC}))
+        assert notifying["AlarmActions"] == [TOPIC], name
+        assert notifying["OKActions"] == [TOPIC], name
+        assert "InsufficientDataActions" not in notifying, name
+
+
+def test_every_alarm_description_says_what_it_means_and_which_command_to_run() -> None:
+    for name in ALARMS:
+        alarm = resource(name)
+        assert alarm["AlarmName"] == {
+            "Fn::Sub": "${AWS::StackName}-" + re.sub(r"(?<!^)(?=[A-Z])", "-", name[:-5]).lower()
+        }
+        text = substituted(alarm["AlarmDescription"]["Fn::Sub"])
+        assert len(text) <= 1024, name  # CloudWatch's limit
+        commands = re.findall(r"`((?:spotdrain|aws) [^`]+)`", text)
+        assert commands, f"{name}: no runbook command in {text!r}"
+        assert re.search(r"\b(Run|run|Check|check|fix)\b", text), name
+        assert "${" not in text, name
+
+
+def test_the_alarm_names_are_outputs() -> None:
+    outputs = stack()["Outputs"]
+    for name in ALARMS:
+        assert outputs[f"{name}Name"]["Value"] == {"Ref": name}
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard body as a deployment renders it (sample values for every `${...}`)."""
+    body = resource("Dashboard")["DashboardBody"]
+    document: dict[str, Any] = json.loads(substituted(body["Fn::Sub"]))
+    return document
+
+
+def metric_rows() -> list[tuple[str, str, list[str], dict[str, str], dict[str, Any], str]]:
+    """(namespace, metric, dimension names, dimensions, options, widget stat) of every row."""
+    rows = []
+    for widget in dashboard()["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        properties = widget["properties"]
+        for row in properties["metrics"]:
+            assert row[0] not in ("...", "."), "write dashboard rows out in full"
+            options = row[-1] if isinstance(row[-1], dict) else {}
+            namespace, metric, *pairs = row[:-1] if options else row
+            assert len(pairs) % 2 == 0, row
+            names, values = pairs[::2], pairs[1::2]
+            stat = options.get("stat", properties.get("stat", ""))
+            rows.append(
+                (namespace, metric, names, dict(zip(names, values, strict=True)), options, stat)
+            )
+    return rows
+
+
+def test_the_dashboard_is_valid_json_with_its_widgets_in_the_stacks_region() -> None:
+    assert resource("Dashboard")["DashboardName"] == {"Fn::Sub": "${AWS::StackName}"}
+    widgets = dashboard()["widgets"]
+    assert {w["type"] for w in widgets} == {"metric", "alarm"}
+    for widget in widgets:
+        assert widget["x"] >= 0 and widget["x"] + widget["width"] <= 24, widget
+        if widget["type"] == "metric":
+            assert widget["properties"]["region"] == SAMPLE_STACK_VALUES["AWS::Region"]
+            assert widget["properties"]["metrics"], widget
+
+
+def test_the_dashboard_names_only_metrics_that_exist_with_their_dimensions() -> None:
+    namespace_of_emf = SAMPLE_STACK_VALUES["MetricsNamespace"]
+    for namespace, metric, names, dimensions, _, stat in metric_rows():
+        row = (namespace, metric, dimensions)
+        assert STATISTIC.fullmatch(stat), row
+        if namespace == namespace_of_emf:
+            assert tuple(names) == EMF_METRICS[metric], row
+            assert dimensions["Queue"] == SAMPLE_STACK_VALUES["JobQueue.QueueName"], row
+            assert dimensions.get("Job", "csv") in EMF_JOBS, row
+        else:
+            allowed = AWS_METRICS[namespace, metric]
+            assert names == list(allowed), row
+            assert all(dimensions[n] in allowed[n] for n in names), row
+
+
+def test_the_dashboard_shows_every_emf_metric_each_job_and_every_queue() -> None:
+    rows = metric_rows()
+    namespace_of_emf = SAMPLE_STACK_VALUES["MetricsNamespace"]
+    assert {m for ns, m, *_ in rows if ns == namespace_of_emf} == set(EMF_METRICS)
+    jobs = {d["Job"] for ns, m, _, d, _, _ in rows if m == "JobDuration"}
+    assert jobs == EMF_JOBS
+    durations = {(d["Job"], stat) for _, m, _, d, _, stat in rows if m == "JobDuration"}
+    assert durations == {(job, p) for job in EMF_JOBS for p in ("p50", "p90")}
+    visible = {d["QueueName"] for _, m, _, d, _, _ in rows if m.endswith("MessagesVisible")}
+    assert visible == QUEUE_NAMES
+    fleet = {d["Class"] for _, m, _, d, _, _ in rows if m == "ResourceCount"}
+    assert fleet == {"Standard/Spot", "Standard/OnDemand"}
+
+
+def test_the_dashboard_shows_the_state_of_every_alarm() -> None:
+    (widget,) = [w for w in dashboard()["widgets"] if w["type"] == "alarm"]
+    assert widget["properties"]["alarms"] == [SAMPLE_STACK_VALUES[f"{name}.Arn"] for name in ALARMS]
+
+
+def test_the_dashboards_name_and_console_url_are_outputs() -> None:
+    outputs = stack()["Outputs"]
+    assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}
+    url = substituted(
+        outputs["DashboardUrl"]["Value"]["Fn::Sub"],
+        SAMPLE_STACK_VALUES | {"Dashboard": "spotdrain"},
+    )
+    assert url == (
+        "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
+        "#dashboards:name=spotdrain"
+    )
+
+
+def test_the_launcher_receives_the_metrics_namespace_from_the_parameter() -> None:
+    variables = resource("Launcher")["Environment"]["Variables"]
+    assert variables["METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    parameter = stack()["Parameters"]["MetricsNamespace"]
+    assert parameter["Default"] == "spotdrain"
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert pattern.fullmatch("spotdrain") and pattern.fullmatch("team/spotdrain-prod")
+    assert not pattern.fullmatch("AWS/SQS") and not pattern.fullmatch("")

@@ -21,6 +21,7 @@ from worker.handlers.refresh_job import DUE_JOB, RefreshDue
 from worker.handlers.refresh_ledger import Ledger
 from worker.handlers.refresh_plan import STALE_CLAIM_SECONDS, Claim
 from worker.jobs import Job, MessageFacts
+from worker.metrics import Metrics
 from worker.settings import RefreshSettings
 
 
@@ -67,6 +68,7 @@ async def rig(
             gateway=Gateway(sgw, cache_seconds=0),
             settings=RefreshSettings(table=refresh_table.name, window_seconds=2),
             clock=clock,
+            metrics=Metrics.off(),
         )
         bucket = unique("bucket")
         gateway.add_share(bucket)

@@ -16,6 +16,7 @@ from tests.conftest import serve_ganesha
 from tests.support.ganesha import Ganesha
 from worker.handlers import sidecar_job
 from worker.jobs import Job, MessageFacts
+from worker.metrics import Metrics
 from worker.settings import Settings, SidecarSettings
 
 # Every destination kind; "nfs" needs ganesha, "local" is SIDECAR_ROOT on a plain directory.
@@ -71,7 +72,9 @@ class SidecarRunner:
         self.loop = asyncio.Runner()
         self._stack = AsyncExitStack()
         settings = Settings(queue_url="unused", sidecar=options)
-        self.handler = self.loop.run(sidecar_job.create(settings, None, self._stack))  # type: ignore[arg-type]
+        self.handler = self.loop.run(
+            sidecar_job.create(settings, None, self._stack, Metrics.off())  # type: ignore[arg-type]
+        )
 
     def job(
         self, filename: Any, results: Any = "ok", message_id: str = "m-1", attempt: int = 1

@@ -263,11 +263,13 @@ def test_a_frozen_nfs_server_does_not_stop_the_heartbeat(
 ) -> None:
     """The job waits on a frozen server for longer than the lease; the heartbeat must keep
     extending it meanwhile, so nobody else can receive the message."""
-    queue = make_queue(visibility=2)
+    # A 6 s lease is extended when 3 s are left, at ticks 1.5 s apart: a 1.5 s margin for
+    # the extension call even on a loaded machine (a 2 s lease left 0.5 s, and lapsed once).
+    queue = make_queue(visibility=6)
     (ganesha.export_dir / "f.raw").write_bytes(b"f")
     worker = start_worker(
         QUEUE_URL=queue.url,
-        WORKER_VISIBILITY_SECONDS="2",
+        WORKER_VISIBILITY_SECONDS="6",
         SIDECAR_NFS_URL=ganesha.url(),
         SIDECAR_NFS_TIMEOUT_MS="20000",
     )
@@ -277,7 +279,7 @@ def test_a_frozen_nfs_server_does_not_stop_the_heartbeat(
         send(sqs, queue, [{"filename": "f.raw", "results": "ok"}])
         wait_until_held(sqs, queue)
         stolen: list[Any] = []
-        deadline = time.monotonic() + 6
+        deadline = time.monotonic() + 14  # more than twice the lease
         while time.monotonic() < deadline:
             stolen += sqs.receive_message(QueueUrl=queue.url, WaitTimeSeconds=1).get("Messages", [])
     finally:

@@ -114,10 +114,14 @@ class Gateway:
         return response
 
 
+class GatewayBusy(RetryableError):
+    """The gateway is still busy with an earlier operation (it runs one refresh at a time)."""
+
+
 def _translate(exc: ClientError, what: str) -> JobError:
     if error_code(exc) == _BUSY:
         error = exc.response.get("Error", {})
-        return RetryableError(f"{what}: {_BUSY}: {error.get('Message', '')}")
+        return GatewayBusy(f"{what}: {_BUSY}: {error.get('Message', '')}")
     return translate(exc, what)
 
 

@@ -27,6 +27,7 @@ from worker.csvconv.pool import FramePool, default_processes, return_large_buffe
 from worker.csvconv.stream import Conversion, run_here
 from worker.errors import PermanentError
 from worker.jobs import Job, MessageFacts
+from worker.metrics import Metrics
 from worker.settings import CsvSettings, Settings
 
 log = structlog.get_logger("worker.csv")
@@ -111,9 +112,42 @@ def result_message(
     return body[:-1] + ', "records": ' + records.decode("utf-8") + "}"
 
 
+class Progress:
+    """A `csv.progress` line every `every` seconds of one conversion: how far, how fast."""
+
+    def __init__(self, source: ObjectInfo, *, every: float) -> None:
+        self._source = source
+        self._every = every
+        self._started = time.monotonic()
+        self._next = self._started + every
+        self._bytes = 0
+
+    def read(self, size: int, rows: int) -> None:
+        self._bytes += size
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every
+        seconds = max(now - self._started, 1e-6)
+        rate = self._bytes / seconds
+        total = max(self._source.size, self._bytes)
+        log.info(
+            "csv.progress",
+            source=f"s3://{self._source.bucket}/{self._source.key}",
+            bytes=self._bytes,
+            rows=rows,
+            mb_per_s=round(rate / 1e6, 1),
+            percent=round(100 * self._bytes / total, 1) if total else 100.0,
+            eta_s=round((total - self._bytes) / rate, 1) if rate else None,
+        )
+
+
 class CsvJob:
-    def __init__(self, csv: CsvSettings, s3: S3, results: Queue | None, pool: FramePool) -> None:
+    def __init__(
+        self, csv: CsvSettings, s3: S3, results: Queue | None, pool: FramePool, metrics: Metrics
+    ) -> None:
         self._csv = csv
+        self._metrics = metrics
         self._s3 = s3
         self._results = results
         self._pool = pool
@@ -168,6 +202,8 @@ class CsvJob:
                 await asyncio.shield(writer.abort())
                 raise
         seconds = max(time.monotonic() - started, 1e-6)
+        self._metrics.count("CsvBytesIn", source.size)
+        self._metrics.count("CsvBytesOut", writer.size)
         log.info(
             "csv.converted",
             output=writer.where,
@@ -209,11 +245,13 @@ class CsvJob:
             window=2 * self._pool.processes + 1,
         )
         chunks = aiter(self._s3.stream(source))
+        progress = Progress(source, every=self._csv.progress_seconds)
         while True:
             with waits.on("read"):
                 chunk = await anext(chunks, None)
             if chunk is None:
                 break
+            progress.read(len(chunk), conversion.rows)
             with waits.on("frame"):
                 conversion.feed(chunk)
             while conversion.full:
@@ -280,7 +318,9 @@ class Waits:
         return {f"{stage}_s": round(value, 2) for stage, value in self.seconds.items()}
 
 
-async def create(settings: Settings, clients: AwsClients, stack: AsyncExitStack) -> CsvJob:
+async def create(
+    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
+) -> CsvJob:
     csv = settings.csv
     results: Queue | None = None
     if csv.result_queue_url:
@@ -289,4 +329,4 @@ async def create(settings: Settings, clients: AwsClients, stack: AsyncExitStack)
     return_large_buffers()
     pool = FramePool(csv.processes or default_processes())
     stack.push_async_callback(asyncio.to_thread, pool.close)
-    return CsvJob(csv, S3(await clients.get("s3")), results, pool)
+    return CsvJob(csv, S3(await clients.get("s3")), results, pool, metrics)

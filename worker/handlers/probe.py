@@ -15,6 +15,7 @@ from typing import Any, Literal
 from worker.adapters.aws import AwsClients
 from worker.errors import PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
+from worker.metrics import Metrics
 from worker.settings import Settings
 
 
@@ -55,5 +56,7 @@ class Probe:
         return None
 
 
-async def create(settings: Settings, clients: AwsClients, stack: AsyncExitStack) -> Probe:
+async def create(
+    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
+) -> Probe:
     return Probe()

@@ -22,7 +22,7 @@ import structlog
 from worker.adapters.aws import AwsClients
 from worker.adapters.dynamodb import Table
 from worker.adapters.sqs import Queue
-from worker.adapters.storage_gateway import Gateway
+from worker.adapters.storage_gateway import Gateway, GatewayBusy
 from worker.errors import PermanentError, RetryableError
 from worker.handlers.refresh_ledger import Ledger
 from worker.handlers.refresh_plan import (
@@ -39,6 +39,7 @@ from worker.handlers.refresh_plan import (
     work_of,
 )
 from worker.jobs import Job, MessageFacts
+from worker.metrics import Metrics
 from worker.settings import RefreshSettings, Settings
 
 log = structlog.get_logger("worker.refresh")
@@ -151,10 +152,12 @@ class RefreshDue:
         gateway: Gateway,
         settings: RefreshSettings,
         clock: Clock,
+        metrics: Metrics,
     ) -> None:
         self._ledger = ledger
         self._queue = queue
         self._gateway = gateway
+        self._metrics = metrics
         self._settings = settings
         self._clock = clock
 
@@ -195,9 +198,14 @@ class RefreshDue:
             log.info("refresh.not_covered", bucket=due.bucket, window=due.window)
         for call in calls:
             started_at = self._clock()
-            notification = await self._gateway.refresh(
-                call.share_arn, call.folders, recursive=call.recursive
-            )
+            try:
+                notification = await self._gateway.refresh(
+                    call.share_arn, call.folders, recursive=call.recursive
+                )
+            except GatewayBusy:
+                self._metrics.count("RefreshCacheBusy")
+                raise
+            self._metrics.count("RefreshCacheCalls")
             log.info(
                 "refresh.started",
                 bucket=due.bucket,
@@ -220,7 +228,7 @@ class Disabled:
 
 
 async def create(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack
+    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
 ) -> RefreshChange | Disabled:
     if not settings.refresh.table:
         return Disabled()
@@ -235,7 +243,7 @@ async def create(
 
 
 async def create_due(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack
+    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
 ) -> RefreshDue | Disabled:
     if not settings.refresh.table:
         return Disabled()
@@ -248,6 +256,7 @@ async def create_due(
         ),
         settings=settings.refresh,
         clock=time.time,
+        metrics=metrics,
     )
 
 

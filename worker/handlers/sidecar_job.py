@@ -40,6 +40,7 @@ from worker.adapters.aws import AwsClients
 from worker.adapters.files import FileFacts, Placement, SidecarStore
 from worker.errors import PermanentError
 from worker.jobs import Job, MessageFacts
+from worker.metrics import Metrics
 from worker.settings import Settings
 
 SIDECAR_SUFFIX = "-sidecar.json"
@@ -160,14 +161,16 @@ def render_sidecar(request: SidecarRequest, file: FileFacts, *, message_id: str)
 class SidecarJob:
     """The handler: validate, then one call into the store (stat, render, write, rename)."""
 
-    def __init__(self, store: SidecarStore) -> None:
+    def __init__(self, store: SidecarStore, metrics: Metrics) -> None:
         self._store = store
+        self._metrics = metrics
 
     async def __call__(self, job: Job, facts: MessageFacts) -> str | None:
         request = SidecarRequest.parse(job.payload)
         place = placement(request, facts)
         render = partial(render_sidecar, request, message_id=facts.message_id)
         await self._store.write_beside(place, render)
+        self._metrics.count("SidecarsWritten")
         return place.target
 
 
@@ -177,7 +180,7 @@ class Unconfigured:
 
 
 async def create(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack
+    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
 ) -> SidecarJob | Unconfigured:
     options = settings.sidecar
     store: nfs.NfsStore | localfs.LocalStore
@@ -190,4 +193,4 @@ async def create(
     else:
         return Unconfigured()
     stack.push_async_callback(store.close)
-    return SidecarJob(store)
+    return SidecarJob(store, metrics)
