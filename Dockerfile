@@ -23,11 +23,13 @@ COPY pyproject.toml README.md ./
 RUN mkdir worker && touch worker/__init__.py \
  && /opt/spotdrain/bin/pip install ".[nfs]"
 COPY worker ./worker
+# The operator's command (`spotdrain`, python -m worker.ops) reads the launcher's settings.
+COPY launcher ./launcher
 # The project itself (its dependencies are in place), then pip and setuptools go: the
 # runtime needs neither. The import proves the virtualenv complete.
 # hadolint ignore=DL3013
 RUN /opt/spotdrain/bin/pip install --no-deps --force-reinstall . \
- && /opt/spotdrain/bin/python -c "import worker.__main__, libnfs" \
+ && /opt/spotdrain/bin/python -c "import worker.__main__, worker.ops.cli, libnfs" \
  && /opt/spotdrain/bin/python -m pip uninstall -y -q pip setuptools
 
 # ---- runtime: Python, the libnfs runtime library and the virtualenv ----

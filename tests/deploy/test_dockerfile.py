@@ -83,7 +83,7 @@ def test_no_credentials_are_baked_in() -> None:
         assert word not in text
 
 
-def test_build_context_holds_only_the_package_and_its_metadata() -> None:
+def test_build_context_holds_only_the_packages_and_their_metadata() -> None:
     rules = [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text().splitlines()
@@ -91,4 +91,5 @@ def test_build_context_holds_only_the_package_and_its_metadata() -> None:
     ]
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "worker"}
+    # launcher/: the operator's command in the image reads the launcher's settings.
+    assert allowed == {"pyproject.toml", "README.md", "worker", "launcher"}

@@ -1,0 +1,1 @@
+"""`spotdrain`, the operator's command: a queue's status, its dead letters and their redrive."""
