@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +24,8 @@ from tests.refresh.conftest import (  # noqa: F401 - fixtures, used by name
 )
 from tests.sidecar.conftest import ganesha, nfs_destination, world  # noqa: F401 - fixtures
 from tests.support.ganesha import Ganesha
-from tests.support.moto_server import MotoServer
-from tests.support.ports import free_port
 from tests.support.storage_gateway import StorageGatewayEndpoint
-from tests.support.worker_process import PROJECT_ROOT, WorkerProcess
+from tests.support.worker_process import WorkerProcess
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -51,16 +46,29 @@ def mixed_world(
     gateway: StorageGatewayEndpoint,  # noqa: F811
     ganesha: Ganesha,  # noqa: F811
 ) -> World:
+    return new_world(s3, make_queue, refresh_table, gateway, ganesha, max_receive=MAX_RECEIVES)
+
+
+def new_world(
+    s3: Any,
+    make_queue: QueueFactory,
+    table: RefreshTable,
+    endpoint: StorageGatewayEndpoint,
+    server: Ganesha,
+    *,
+    max_receive: int,
+) -> World:
+    """A fresh bucket (with a file share on it) and queue, beside the table and the export."""
     bucket = unique("mix")
     s3.create_bucket(Bucket=bucket)
     return World(
         bucket=bucket,
-        export=ganesha.export_dir,
-        queue=make_queue(visibility=30, max_receive=MAX_RECEIVES),
-        table=refresh_table,
-        gateway=gateway,
-        share_arn=gateway.add_share(bucket),
-        sidecar_env=nfs_destination(ganesha).env,
+        export=server.export_dir,
+        queue=make_queue(visibility=30, max_receive=max_receive),
+        table=table,
+        gateway=endpoint,
+        share_arn=endpoint.add_share(bucket),
+        sidecar_env=nfs_destination(server).env,
     )
 
 
@@ -129,30 +137,3 @@ def redelivered(workers: list[WorkerProcess]) -> int:
     """Messages settled on a second or later delivery: work a kill interrupted (or a lease
     it left behind) was taken up again."""
     return sum(1 for w in workers for e in w.events("message.done") if e.get("attempt", 1) > 1)
-
-
-@contextmanager
-def slow_answers(moto: MotoServer, seconds: float) -> Iterator[str]:
-    """bench/latency_proxy.py in front of moto: every answer arrives `seconds` late, so a
-    ReceiveMessage that moto has served is still on its way to the worker for that long."""
-    port = free_port()
-    proxy = subprocess.Popen(
-        [
-            sys.executable,
-            "bench/latency_proxy.py",
-            "--rtt-ms",
-            str(seconds * 1000),
-            f"{port}:{moto.port}",
-        ],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
-        if proxy.stdout is not None:
-            proxy.stdout.close()

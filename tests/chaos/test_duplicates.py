@@ -26,10 +26,10 @@ from tests.chaos.conftest import (
     Run,
     StartWorker,
     redelivered,
-    slow_answers,
     wait_all,
     wait_for_a_receive,
 )
+from tests.support.latency import slow_answers
 from tests.support.moto_server import MotoServer
 from worker.adapters.s3 import S3
 from worker.errors import RetryableError

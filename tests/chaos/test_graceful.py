@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.conftest import Run, StartWorker, slow_answers, wait_for_a_receive
+from tests.chaos.conftest import Run, StartWorker, wait_for_a_receive
 from tests.conftest import QueueFactory
 from tests.support.imds import FakeImds
+from tests.support.latency import slow_answers
 from tests.support.moto_server import MotoServer
 from tests.support.worker_process import WorkerProcess
 

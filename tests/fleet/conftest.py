@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.conftest import Run, seed  # noqa: F401 - seed: a fixture, used by name
+from tests.chaos.conftest import Run, new_world, seed  # noqa: F401 - seed: a fixture
 from tests.chaos.mix import Feeder, World, make_workload
 from tests.conftest import QueueFactory, unique
 from tests.refresh.conftest import (  # noqa: F401 - fixtures, used by name
@@ -82,16 +82,8 @@ def fleet_run(
     `max_receive` receives; its feeder is not started yet."""
 
     def make(*, jobs: int, rate: float, large: int = 0, max_receive: int) -> Run:
-        bucket = unique("fleet")
-        s3.create_bucket(Bucket=bucket)
-        mixed = World(
-            bucket=bucket,
-            export=ganesha.export_dir,
-            queue=make_queue(visibility=30, max_receive=max_receive),
-            table=refresh_table,
-            gateway=gateway,
-            share_arn=gateway.add_share(bucket),
-            sidecar_env=nfs_destination(ganesha).env,
+        mixed = new_world(
+            s3, make_queue, refresh_table, gateway, ganesha, max_receive=max_receive
         )
         workload = make_workload(mixed, s3, random.Random(seed), jobs=jobs, large=large)
         feeder = Feeder(sqs, mixed.queue.url, workload.items, rate=rate)

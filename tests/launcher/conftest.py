@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -20,6 +20,7 @@ from moto import mock_aws
 from launcher.aws import CLIENT_CONFIG
 from launcher.handler import Runtime
 from launcher.settings import Settings
+from tests.support.fleet import ClusterSpec, make_cluster
 
 REGION = "us-east-1"
 CONTAINER = "worker"
@@ -46,44 +47,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
-@dataclass(frozen=True)
-class Cluster:
-    name: str
-    task_definition: str
-    subnets: tuple[str, ...]
-    security_groups: tuple[str, ...]
+# The launcher's tests and the fleet's use the same Fargate-ready cluster.
+Cluster = ClusterSpec
 
 
 @pytest.fixture
 def cluster(aws: None) -> Cluster:
-    ec2 = boto3.client("ec2", region_name=REGION)
-    ecs = boto3.client("ecs", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    group = ec2.create_security_group(
-        GroupName=unique("workers"), Description="spotdrain workers", VpcId=vpc
-    )["GroupId"]
-    name = unique("cluster")
-    ecs.create_cluster(clusterName=name, capacityProviders=["FARGATE", "FARGATE_SPOT"])
-    task_definition = ecs.register_task_definition(
-        family=unique("spotdrain"),
-        networkMode="awsvpc",
-        requiresCompatibilities=["FARGATE"],
-        cpu="256",
-        memory="512",
-        containerDefinitions=[
-            {
-                "name": CONTAINER,
-                "image": "spotdrain:latest",
-                "cpu": 256,
-                "memory": 512,
-                "essential": True,
-            }
-        ],
-    )["taskDefinition"]["taskDefinitionArn"]
-    return Cluster(name, task_definition, (subnet,), (group,))
+    return make_cluster(None, unique("cluster"))
 
 
 QueueFactory = Callable[..., str]

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +15,7 @@ import pytest
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.lambda_invoke import LambdaInvoke
 from tests.support.moto_server import MotoServer
-from tests.support.ports import free_port
 from tests.support.sqs_move_tasks import MoveTasks
-from tests.support.worker_process import PROJECT_ROOT
 from worker.ops import dead_letters
 from worker.ops.cli import main
 
@@ -160,29 +155,3 @@ def tasks_stay_running(moto: MotoServer) -> Iterator[None]:
     set_transition({"progression": "manual", "times": 1_000_000})
     yield
     set_transition(before)
-
-
-@contextmanager
-def slow_answers(moto: MotoServer, seconds: float) -> Iterator[str]:
-    """bench/latency_proxy.py in front of moto: every answer arrives `seconds` late."""
-    port = free_port()
-    proxy = subprocess.Popen(
-        [
-            sys.executable,
-            "bench/latency_proxy.py",
-            "--rtt-ms",
-            str(seconds * 1000),
-            f"{port}:{moto.port}",
-        ],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proxy.stdout is not None and proxy.stdout.readline().strip() == "ready"
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proxy.terminate()
-        proxy.wait(10)
-        if proxy.stdout is not None:
-            proxy.stdout.close()

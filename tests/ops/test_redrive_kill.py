@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import QueueFactory, drain_all
-from tests.ops.conftest import Put, dead_letter, held, slow_answers, visible
+from tests.ops.conftest import Put, dead_letter, held, visible
+from tests.support.latency import slow_answers
 from tests.support.moto_server import MotoServer
 from tests.support.worker_process import PROJECT_ROOT
 

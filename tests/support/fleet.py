@@ -57,7 +57,8 @@ class ClusterSpec:
     security_groups: tuple[str, ...]
 
 
-def make_cluster(endpoint_url: str, name: str) -> ClusterSpec:
+def make_cluster(endpoint_url: str | None, name: str) -> ClusterSpec:
+    """`endpoint_url` None: the AWS the environment names (moto in-process, under mock_aws)."""
     ec2 = boto3.client("ec2", endpoint_url=endpoint_url)
     ecs = boto3.client("ecs", endpoint_url=endpoint_url)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
