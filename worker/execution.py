@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from worker import envelope, lineage, routing
+from worker import envelope, routing
 from worker.adapters.sqs import ReceivedMessage
 from worker.errors import InvalidMessage, PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
@@ -39,19 +39,14 @@ class MessageRunner:
         self._known = frozenset(handlers)
         self._stats = stats
 
-    async def run(self, message: ReceivedMessage) -> tuple[list[Job], list[JobResult]]:
+    async def run(
+        self, message: ReceivedMessage, facts: MessageFacts
+    ) -> tuple[list[Job], list[JobResult]]:
         """The message's jobs and what became of each; invalid input is a permanent result."""
         try:
             jobs = routing.plan(envelope.parse(message.body), self._settings, self._known)
         except InvalidMessage as exc:
             return [], [JobResult("message", "permanent", str(exc))]
-        history = lineage.history(message)
-        facts = MessageFacts(
-            message_id=history.origin_id,
-            receive_count=lineage.deliveries(message),
-            sent_timestamp_ms=history.first_sent_ms,
-            attempt=lineage.attempt(message),
-        )
         if len(jobs) == 1:
             return jobs, [await self._run_job(jobs[0], facts, log_each=False)]
         results = await asyncio.gather(*(self._run_job(job, facts, log_each=True) for job in jobs))

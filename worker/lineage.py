@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.adapters.sqs import ReceivedMessage
+from worker.jobs import MessageFacts
 
 ATTRIBUTE = "spotdrain-history"
 OWN_PREFIX = "spotdrain-"
@@ -62,9 +63,16 @@ def attempt(message: ReceivedMessage) -> int:
     return history(message).failures + max(1, message.receive_count)
 
 
-def deliveries(message: ReceivedMessage) -> int:
-    """Times any worker has been given this message, this time included."""
-    return attempt(message) + history(message).handbacks
+def facts(message: ReceivedMessage) -> MessageFacts:
+    """What handlers, logs and metrics know of a message across its copies, read once."""
+    before = history(message)
+    attempt = before.failures + max(1, message.receive_count)
+    return MessageFacts(
+        message_id=before.origin_id,
+        receive_count=attempt + before.handbacks,
+        sent_timestamp_ms=before.first_sent_ms,
+        attempt=attempt,
+    )
 
 
 def handed_back(message: ReceivedMessage) -> History:
