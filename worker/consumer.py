@@ -31,17 +31,12 @@ _RECEIVE_BACKOFF_MAX = 30.0
 # Quick jobs finish within it, so their receives and deletes come in full batches; slower
 # jobs' slots sit idle no longer than this, so the configured concurrency stays in use.
 _FILL_SECONDS = 0.005
-_STATS_FIELD = {
-    "acked": "succeeded",
-    "dead_lettered": "dead_lettered",
-    "retried": "retried",
-    "rejected": "dead_lettered",
-}
-_METRIC = {
-    "acked": "MessagesSucceeded",
-    "dead_lettered": "MessagesDeadLettered",
-    "retried": "MessagesRetried",
-    "rejected": "MessagesDeadLettered",
+# A settled message's label -> the exit summary's counter and the metric it adds to.
+_COUNTED = {
+    "acked": ("succeeded", "MessagesSucceeded"),
+    "dead_lettered": ("dead_lettered", "MessagesDeadLettered"),
+    "retried": ("retried", "MessagesRetried"),
+    "rejected": ("dead_lettered", "MessagesDeadLettered"),
 }
 
 
@@ -294,8 +289,10 @@ class Consumer:
                 self._slots.give(1)
 
     def _measure(self, label: str, facts: MessageFacts) -> None:
-        metric = _METRIC.get(label)
-        if metric is not None:
+        counted = _COUNTED.get(label)
+        if counted is not None:
+            counter, metric = counted
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
             self._metrics.count(metric)
         sent_ms = facts.sent_timestamp_ms
         if label == "acked" and sent_ms is not None:
@@ -310,9 +307,6 @@ class Consumer:
         received_at: float,
         fields: dict[str, Any],
     ) -> None:
-        counter = _STATS_FIELD.get(label)
-        if counter:
-            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
         if len(jobs) == 1:
             fields["job"] = jobs[0].kind
             fields["target"] = jobs[0].describe()
