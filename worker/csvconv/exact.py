@@ -60,8 +60,8 @@ def read_records(
 ) -> Records:
     """Parse `text` (which starts on a record boundary) as the csv module does.
 
-    Unless `final`, a last record that the text cuts short is left out, so the caller can
-    retry it with more data. Blank lines (records with no field) are skipped. `limit` stops
+    Unless `final`, a last record that the text cuts short (inside quotes, or with no line
+    break after it) is left out, so the caller can retry it with more data. Blank lines (records with no field) are skipped. `limit` stops
     after that many records.
     """
     lines = _Lines(text)
@@ -75,11 +75,17 @@ def read_records(
             break
         except csv.Error as exc:
             raise BadCsv(f"line {first_line + start_line}: {exc}") from None
-        if lines.exhausted and not final:
+        if not final and (lines.exhausted or _open_ended(text, lines.chars)):
             return Records(rows, start_chars, start_line)
         if row:
             rows.append((first_line + start_line, row))
     return Records(rows, lines.chars, lines.count)
+
+
+def _open_ended(text: str, chars: int) -> bool:
+    """The record just read reaches the end of `text` with no line break after it: more input
+    may continue it (a header longer than the window read so far, say)."""
+    return chars == len(text) and not text.endswith(("\n", "\r"))
 
 
 def check_text(text: str, first_line: int) -> None:

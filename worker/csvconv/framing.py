@@ -29,6 +29,11 @@ class Framer:
         self._decoded_lines = 0
         self._buf = bytearray()
         self._line = 1  # the physical line where the buffer starts
+        # Input that arrives in chunks behind one long record is searched once, not once per
+        # chunk: how many leading bytes of the buffer hold no line break, and the header
+        # window to try first.
+        self._no_break = 0
+        self._header_window = SNIFF_BYTES
         self._started = False
         self._ended = False
         self.layout: Layout | None = None
@@ -52,6 +57,7 @@ class Framer:
         self.careful = True
         data = b"".join(f.data[:-1] if f.padded else f.data for f in frames)
         self._buf[0:0] = data
+        self._no_break = 0
         self._line = frames[0].first_line
         return self._frames(final=self._ended)
 
@@ -96,8 +102,8 @@ class Framer:
 
     def _read_header(self, *, final: bool) -> bool:
         """Sniff and read the header once enough input is there; False while it is not."""
-        window = SNIFF_BYTES
         while True:
+            window = self._header_window
             if len(self._buf) < window and not final:
                 return False
             whole = len(self._buf) <= window
@@ -118,7 +124,7 @@ class Framer:
                 raise BadCsv(
                     f"line {self._line}: the header is longer than {MAX_RECORD_BYTES} bytes"
                 )
-            window *= 2
+            self._header_window *= 2
         del self._buf[: len(text[: records.chars].encode("utf-8"))]
         self._line += records.lines
         self.layout = Layout(
@@ -166,6 +172,7 @@ class Framer:
             return None
         data = bytes(self._buf[:cut])
         del self._buf[:cut]
+        self._no_break = 0
         first_line = self._line
         self._line += _count_lines(data)
         final = final and not self._buf
@@ -179,8 +186,11 @@ class Framer:
         it needs the exact path."""
         assert self.layout is not None
         at_end = final and window == len(self._buf)
-        cut = window if at_end else _last_line_end(self._buf, window)
+        cut = window if at_end else _last_line_end(self._buf, window, self._no_break)
         if cut == 0:
+            # No line break before window - 1 (a CR there may be half of a CRLF): the next
+            # search starts there.
+            self._no_break = max(self._no_break, window - 1)
             return 0, False
         if not (self.careful or at_end) and self._buf.count(b'"', 0, cut) % 2 == 0:
             return cut, False  # converting the frame checks its quoting; see Reframe
@@ -205,13 +215,13 @@ class Framer:
         return len(text[: records.chars].encode("utf-8")), True
 
 
-def _last_line_end(buf: bytearray, limit: int) -> int:
-    """Just after the last line break before `limit` (0 if none); a CR that may be the first
-    half of a CRLF split by the limit does not count."""
-    if limit <= 0:
+def _last_line_end(buf: bytearray, limit: int, start: int = 0) -> int:
+    """Just after the last line break in buf[start:limit] (0 if none); a CR that may be the
+    first half of a CRLF split by the limit does not count."""
+    if limit <= start:
         return 0
-    lf = buf.rfind(b"\n", 0, limit)
-    cr = buf.rfind(b"\r", 0, limit - 1)
+    lf = buf.rfind(b"\n", start, limit)
+    cr = buf.rfind(b"\r", start, limit - 1)
     return max(lf, cr) + 1
 
 
