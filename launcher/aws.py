@@ -38,6 +38,11 @@ def clients() -> tuple[Any, Any]:
     return boto3.client("sqs", config=CLIENT_CONFIG), boto3.client("ecs", config=CLIENT_CONFIG)
 
 
+def dynamodb_client() -> Any:
+    """The DynamoDB client of the sizing lease (only when FLEET_LOCK_TABLE is set)."""
+    return boto3.client("dynamodb", config=CLIENT_CONFIG)
+
+
 def error_code(exc: BaseException) -> str:
     """The short error code of a ClientError (`AWS.SimpleQueueService.X` -> `X`), else ''."""
     if not isinstance(exc, ClientError):

@@ -8,9 +8,9 @@ providers of CAPACITY_PROVIDERS in order: when a call reports capacity trouble i
 Each call carries a clientToken derived from the event's identity, the provider and the
 call's position, so the same event delivered again repeats the same calls and ECS starts
 nothing new (same parameters) or answers ConflictException (the count changed since): either
-way no second set of workers. Concurrent invocations for different events each see the
-others' tasks only once ListTasks does; deploy the function with a reserved concurrency of 1
-when MAX_TASKS must hold even then.
+way no second set of workers. Concurrent invocations for different events would each see
+the others' tasks only once ListTasks does, and could start more than MAX_TASKS between them:
+the handler sizes under a lease (lease.py, FLEET_LOCK_TABLE) so that one counts at a time.
 """
 
 from __future__ import annotations

@@ -23,11 +23,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from launcher import logs
-from launcher.aws import clients, describe
+from launcher.aws import clients, describe, dynamodb_client
 from launcher.enqueue import Outgoing, SendResult, read_max_message_size, send_all
 from launcher.errors import EnqueueFailed, InvalidEvent
 from launcher.events import ParsedEvent, parse_event
 from launcher.fleet import Launch, count_running, read_counts, start_tasks, wanted
+from launcher.lease import SizingLease, Turn
 from launcher.metrics import ContainerMetrics
 from launcher.settings import Settings
 
@@ -44,6 +45,7 @@ class Runtime:
     sleep: Callable[[float], None] = time.sleep
     max_message_size: int | None = None
     metrics: ContainerMetrics | None = None
+    lease: SizingLease | None = None  # None: sizings may overlap (tests, FLEET_LOCK_TABLE unset)
 
     def __post_init__(self) -> None:
         if self.metrics is None:
@@ -67,6 +69,7 @@ class Fleet:
 
     backlog: int | None = None
     running: int | None = None
+    sizing: str = "unlocked"  # or a lease Turn: held, covered (a later sizing counted us), busy
     wanted: int = 0
     launch: Launch = field(default_factory=Launch)
     failures: list[str] = field(default_factory=list)
@@ -86,7 +89,10 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
             logs.log("launcher.config_error", logging.ERROR, error=str(exc))
             raise
         sqs, ecs = clients()
-        _runtime = Runtime(settings=settings, sqs=sqs, ecs=ecs)
+        lease = None
+        if settings.fleet_lock_table:
+            lease = SizingLease(dynamodb_client(), settings.fleet_lock_table, settings.started_by)
+        _runtime = Runtime(settings=settings, sqs=sqs, ecs=ecs, lease=lease)
     return handle(event, _runtime, request_id=getattr(context, "aws_request_id", None))
 
 
@@ -126,7 +132,7 @@ def _handle(event: Any, runtime: Runtime, request_id: str | None) -> dict[str, A
         limit = runtime.message_size_limit()
         sent = send_all(runtime.sqs, settings.queue_url, outgoing, limit, runtime.sleep)
     unit_failures = _unit_failures(parsed, sent)
-    fleet = size_fleet(runtime, parsed.identity, enqueued=len(sent.sent))
+    fleet = size_fleet(runtime, parsed.identity, enqueued=len(sent.sent), sent_at=time.time())
     metrics.count("JobsEnqueued", len(sent.sent))
     metrics.count("TasksStarted", fleet.launch.total)
     metrics.count("RunTaskFailures", max(0, fleet.wanted - fleet.launch.total))
@@ -141,6 +147,7 @@ def _handle(event: Any, runtime: Runtime, request_id: str | None) -> dict[str, A
         "send_calls": sent.calls,
         "backlog": fleet.backlog,
         "running": fleet.running,
+        "sizing": fleet.sizing,
         "wanted": fleet.wanted,
         "started": fleet.launch.total,
         "started_on": fleet.launch.started,
@@ -179,7 +186,35 @@ def _unit_failures(parsed: ParsedEvent, sent: SendResult) -> dict[int, str]:
     return failures
 
 
-def size_fleet(runtime: Runtime, seed: str, *, enqueued: int) -> Fleet:
+def size_fleet(runtime: Runtime, seed: str, *, enqueued: int, sent_at: float) -> Fleet:
+    """Size the fleet under the sizing lease when there is one (see lease.py): counted by
+    this invocation, or by a later sizing that covers what it sent at `sent_at`."""
+    lease = runtime.lease
+    if lease is None:
+        return _count_and_start(runtime, seed, enqueued=enqueued)
+    try:
+        turn = lease.take(int(sent_at * 1000))
+    except (ClientError, BotoCoreError) as exc:
+        return Fleet(sizing="failed", failures=[f"the sizing lease: {describe(exc)}"])
+    if turn is not Turn.HELD:
+        fleet = Fleet(sizing=turn.value)
+        if turn is Turn.BUSY:
+            fleet.failures.append(
+                f"sizing the fleet: another invocation held the sizing lease for "
+                f"{lease.wait_seconds:g} s; the next reconcile sizes the fleet"
+            )
+        return fleet
+    sized_from = lease.now_ms()
+    fleet = _count_and_start(runtime, seed, enqueued=enqueued)
+    fleet.sizing = turn.value
+    try:
+        lease.give_back(sized_from, workers=(fleet.running or 0) + fleet.launch.total)
+    except (ClientError, BotoCoreError) as exc:  # it runs out after LEASE_MS anyway
+        fleet.failures.append(f"giving the sizing lease back: {describe(exc)}")
+    return fleet
+
+
+def _count_and_start(runtime: Runtime, seed: str, *, enqueued: int) -> Fleet:
     """Read the backlog and the running workers, then start what is missing.
 
     The backlog is at least what this invocation just enqueued: SQS's approximate counts may

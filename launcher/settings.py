@@ -60,6 +60,7 @@ class Settings:
     metrics: bool = True  # METRICS=emf (the default) or off
     metrics_namespace: str = "spotdrain"
     metrics_interval_seconds: int = 60
+    fleet_lock_table: str | None = None  # FLEET_LOCK_TABLE: one sizing at a time (lease.py)
 
     def __post_init__(self) -> None:
         if not self.started_by:
@@ -116,6 +117,7 @@ class Settings:
             metrics_interval_seconds=env.integer(
                 "METRICS_INTERVAL_SECONDS", 60, low=1, high=86_400
             ),
+            fleet_lock_table=env.optional("FLEET_LOCK_TABLE"),
         )
         size = len(json.dumps(settings.overrides(), separators=(",", ":")))
         if size > OVERRIDES_MAX_CHARS:
