@@ -69,7 +69,9 @@ class Fleet:
 
     backlog: int | None = None
     running: int | None = None
-    sizing: str = "unlocked"  # or a lease Turn: held, covered (a later sizing counted us), busy
+    # unlocked (no lease), counted (nothing to start, no lease needed), or the lease's Turn:
+    # held, covered (a later sizing counted this invocation's messages), busy; or failed
+    sizing: str = "unlocked"
     wanted: int = 0
     launch: Launch = field(default_factory=Launch)
     failures: list[str] = field(default_factory=list)
@@ -187,17 +189,24 @@ def _unit_failures(parsed: ParsedEvent, sent: SendResult) -> dict[int, str]:
 
 
 def size_fleet(runtime: Runtime, seed: str, *, enqueued: int, sent_at: float) -> Fleet:
-    """Size the fleet under the sizing lease when there is one (see lease.py): counted by
-    this invocation, or by a later sizing that covers what it sent at `sent_at`."""
+    """Count, and start what is missing: under the sizing lease when there is one (see
+    lease.py), counted again under it by this invocation, or by a later sizing that covers
+    what it sent at `sent_at`.
+
+    A first count needs no lease: when it finds nothing to start (an idle reconcile, most of
+    a burst's invocations) nothing can exceed MAX_TASKS, and no DynamoDB call is made.
+    """
     lease = runtime.lease
-    if lease is None:
-        return _count_and_start(runtime, seed, enqueued=enqueued)
+    first = _count_and_start(runtime, seed, enqueued=enqueued, start=lease is None)
+    if lease is None or first.failures or not first.wanted:
+        first.sizing = "unlocked" if lease is None else "counted"
+        return first
     try:
         turn = lease.take(int(sent_at * 1000))
     except (ClientError, BotoCoreError) as exc:
         return Fleet(sizing="failed", failures=[f"the sizing lease: {describe(exc)}"])
     if turn is not Turn.HELD:
-        fleet = Fleet(sizing=turn.value)
+        fleet = Fleet(backlog=first.backlog, running=first.running, sizing=turn.value)
         if turn is Turn.BUSY:
             fleet.failures.append(
                 f"sizing the fleet: another invocation held the sizing lease for "
@@ -205,7 +214,7 @@ def size_fleet(runtime: Runtime, seed: str, *, enqueued: int, sent_at: float) ->
             )
         return fleet
     sized_from = lease.now_ms()
-    fleet = _count_and_start(runtime, seed, enqueued=enqueued)
+    fleet = _count_and_start(runtime, seed, enqueued=enqueued, start=True)
     fleet.sizing = turn.value
     try:
         lease.give_back(sized_from, workers=(fleet.running or 0) + fleet.launch.total)
@@ -214,8 +223,8 @@ def size_fleet(runtime: Runtime, seed: str, *, enqueued: int, sent_at: float) ->
     return fleet
 
 
-def _count_and_start(runtime: Runtime, seed: str, *, enqueued: int) -> Fleet:
-    """Read the backlog and the running workers, then start what is missing.
+def _count_and_start(runtime: Runtime, seed: str, *, enqueued: int, start: bool) -> Fleet:
+    """Read the backlog and the running workers, then (if `start`) start what is missing.
 
     The backlog is at least what this invocation just enqueued: SQS's approximate counts may
     not show those messages yet, and they must not be left without a worker.
@@ -230,6 +239,6 @@ def _count_and_start(runtime: Runtime, seed: str, *, enqueued: int) -> Fleet:
         fleet.failures.append(f"sizing the fleet: {describe(exc)}")
         return fleet
     fleet.wanted = wanted(fleet.backlog, fleet.running, settings)
-    if fleet.wanted:
+    if fleet.wanted and start:
         fleet.launch = start_tasks(runtime.ecs, settings, fleet.wanted, seed, runtime.sleep)
     return fleet

@@ -35,3 +35,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -c "import worker, launcher, libnfs, moto, aiobotocore"
   touch "$stamp"
 fi
+# checkov (tests/deploy/test_checkov.py) in a virtualenv of its own: it pins its own boto3,
+# botocore and a long list of others, which must not decide the project's versions.
+if [ "${1:-}" = "test" ]; then
+  checkov_version=3.3.30
+  if [ ! -x .venv-checkov/bin/checkov ] || ! .venv-checkov/bin/checkov --version 2>/dev/null | grep -qx "$checkov_version"; then
+    "$python" -m venv .venv-checkov
+    .venv-checkov/bin/python -m pip install -q "checkov==$checkov_version" 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+fi

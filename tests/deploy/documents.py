@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator
@@ -71,10 +72,56 @@ def _stack() -> Any:
     return template
 
 
-def stack() -> dict[str, Any]:
-    """The CloudFormation template, intrinsic functions in their long form (`Fn::Sub`)."""
+# The SourceBuckets of a sample deployment: what `Fn::ForEach` loops over in `stack()`.
+SAMPLE_SOURCE_BUCKETS = ("in-bucket", "raw.data.2026")
+
+
+@cache
+def _expanded() -> dict[str, Any]:
+    template: dict[str, Any] = copy.deepcopy(_stack())
+    resources: dict[str, Any] = {}
+    for name, body in template["Resources"].items():
+        if name.startswith("Fn::ForEach::"):
+            resources.update(for_each(body, {"SourceBuckets": list(SAMPLE_SOURCE_BUCKETS)}))
+        else:
+            resources[name] = body
+    template["Resources"] = resources
+    return template
+
+
+def for_each(loop: list[Any], lists: dict[str, list[str]]) -> dict[str, Any]:
+    """What the AWS::LanguageExtensions transform makes of one `Fn::ForEach` over a list
+    parameter: a copy of the body per item, `${Id}` replaced in its strings and `&{Id}` (the
+    item without its non-alphanumeric characters) in its logical name."""
+    identifier, collection, templates = loop
+    expanded: dict[str, Any] = {}
+    for item in lists[collection["Ref"]]:
+        for key_template, body in templates.items():
+            key = key_template.replace(f"&{{{identifier}}}", re.sub(r"[^A-Za-z0-9]", "", item))
+            expanded[key] = _substitute(copy.deepcopy(body), identifier, item)
+    return expanded
+
+
+def _substitute(node: Any, identifier: str, item: str) -> Any:
+    if isinstance(node, str):
+        return node.replace(f"${{{identifier}}}", item)
+    if isinstance(node, list):
+        return [_substitute(v, identifier, item) for v in node]
+    if isinstance(node, dict):
+        return {k: _substitute(v, identifier, item) for k, v in node.items()}
+    return node
+
+
+def raw_stack() -> dict[str, Any]:
+    """The template as written (its `Fn::ForEach` loops not expanded)."""
     template: dict[str, Any] = _stack()
     return template
+
+
+def stack() -> dict[str, Any]:
+    """The CloudFormation template, intrinsic functions in their long form (`Fn::Sub`), its
+    `Fn::ForEach` loops expanded for SAMPLE_SOURCE_BUCKETS."""
+    return _expanded()
 
 
 def resource(name: str) -> dict[str, Any]:

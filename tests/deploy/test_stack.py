@@ -21,6 +21,7 @@ from tests.deploy.documents import (
     EMF_JOBS,
     EMF_METRICS,
     ROOT,
+    SAMPLE_SOURCE_BUCKETS,
     SAMPLE_STACK_VALUES,
     STACK,
     actions,
@@ -28,6 +29,7 @@ from tests.deploy.documents import (
     environment,
     evaluate,
     exists,
+    raw_stack,
     resource,
     resources_of_type,
     stack,
@@ -110,13 +112,13 @@ def test_task_role_allows_nothing_the_worker_does_not_call() -> None:
 
 
 def test_launcher_role_allows_every_aws_call_of_the_launcher() -> None:
-    needed = called_actions("launcher", ("sqs", "ecs"))
-    assert {"sqs:SendMessage", "ecs:RunTask", "ecs:ListTasks"} <= needed
+    needed = called_actions("launcher", ("sqs", "ecs", "dynamodb"))
+    assert {"sqs:SendMessage", "ecs:RunTask", "ecs:ListTasks", "dynamodb:UpdateItem"} <= needed
     assert needed <= actions("LauncherRole"), needed - actions("LauncherRole")
 
 
 def test_launcher_role_allows_nothing_the_launcher_does_not_call() -> None:
-    needed = called_actions("launcher", ("sqs", "ecs"))
+    needed = called_actions("launcher", ("sqs", "ecs", "dynamodb"))
     assert actions("LauncherRole") - needed - LAUNCHER_EXTRAS == set()
 
 
@@ -338,6 +340,7 @@ def test_the_launcher_role_may_send_to_the_failure_queue_and_nothing_else_new() 
         "Enqueue",
         "RunWorkers",
         "TagWorkersAtLaunch",
+        "SizingLease",
         "CountWorkers",
         "HandOverRoles",
         "FailureDestination",
@@ -364,6 +367,53 @@ def test_the_schedule_adds_no_iam_role_only_the_three_remain() -> None:
         "TaskRole",
         "LauncherRole",
     }
+
+
+# ---- hardening (issue 17): the fleet's bound, who may invoke the launcher, the image tags
+
+
+def test_the_launcher_sizes_under_a_lease_in_a_table_of_its_own() -> None:
+    table = resource("FleetLockTable")
+    assert table["KeySchema"] == [{"AttributeName": "fleet", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "fleet", "AttributeType": "S"}]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    variables = resource("Launcher")["Environment"]["Variables"]
+    assert variables["FLEET_LOCK_TABLE"] == {"Ref": "FleetLockTable"}
+    assert "ReservedConcurrentExecutions" not in resource("Launcher")
+
+
+def test_the_launcher_may_only_update_the_lease_item_table() -> None:
+    (lease,) = [s for s in statements("LauncherRole") if s["Sid"] == "SizingLease"]
+    assert lease["Action"] == "dynamodb:UpdateItem"
+    assert lease["Resource"] == {"Fn::GetAtt": ["FleetLockTable", "Arn"]}
+
+
+def test_each_source_bucket_alone_may_invoke_the_launcher_through_s3() -> None:
+    permissions = {
+        name: r["Properties"]
+        for name, r in resources_of_type("AWS::Lambda::Permission").items()
+        if r["Properties"]["Principal"] == "s3.amazonaws.com"
+    }
+    assert sorted(p["SourceArn"]["Fn::Sub"] for p in permissions.values()) == sorted(
+        f"arn:${{AWS::Partition}}:s3:::{bucket}" for bucket in SAMPLE_SOURCE_BUCKETS
+    )
+    for name, properties in permissions.items():
+        assert properties["SourceAccount"] == {"Ref": "AWS::AccountId"}
+        assert stack()["Resources"][name]["Condition"] == "UseS3"
+    # As written: one loop over the SourceBuckets parameter, under the transform that runs it.
+    template = raw_stack()
+    assert template["Transform"] == "AWS::LanguageExtensions"
+    (loop,) = [v for k, v in template["Resources"].items() if k.startswith("Fn::ForEach::")]
+    assert loop[1] == {"Ref": "SourceBuckets"}
+
+
+def test_every_lambda_permission_names_its_source() -> None:
+    for name, r in resources_of_type("AWS::Lambda::Permission").items():
+        assert "SourceArn" in r["Properties"], name
+
+
+def test_image_tags_are_immutable() -> None:
+    assert resource("Repository")["ImageTagMutability"] == "IMMUTABLE"
 
 
 # ---- alarms and the dashboard: every metric they name exists, with the dimensions it has.

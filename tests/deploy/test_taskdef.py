@@ -137,3 +137,26 @@ def test_the_deploy_guide_fills_every_placeholder() -> None:
     guide = (ROOT / "docs" / "deploy.md").read_text()
     (line,) = [line for line in guide.splitlines() if line.startswith("envsubst '")]
     assert set(re.findall(r"\$([A-Z_]+)", line)) == placeholders()
+
+
+# ---- hardening: the worker runs with a read-only root, no capabilities and one scratch volume
+
+
+def test_the_root_filesystem_is_read_only() -> None:
+    assert container(taskdef())["readonlyRootFilesystem"] is True
+
+
+def test_every_linux_capability_is_dropped_and_none_added() -> None:
+    capabilities = container(taskdef())["linuxParameters"]["capabilities"]
+    assert capabilities == {"drop": ["ALL"]}
+
+
+def test_tmp_is_the_only_writable_path_an_ephemeral_task_volume() -> None:
+    """/tmp (multiprocessing's scratch directory) on Fargate task storage; /dev/shm, where the
+    converter pool's shared memory lives, is Fargate's own tmpfs, not part of the root
+    filesystem, so it stays writable (tests/image runs the image this way)."""
+    document = taskdef()
+    assert document["volumes"] == [{"name": "tmp"}]  # no host path, no EFS: task storage
+    assert container(document)["mountPoints"] == [
+        {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}
+    ]

@@ -19,7 +19,7 @@ from launcher.aws import CLIENT_CONFIG
 from launcher.handler import Runtime, handle
 from launcher.lease import SizingLease
 from launcher.settings import Settings
-from tests.launcher.samples import s3_event
+from tests.launcher.samples import s3_event, scheduled_event
 from tests.support.fleet import make_cluster
 from tests.support.moto_server import MotoServer
 
@@ -192,3 +192,14 @@ def test_an_invocation_that_never_gets_a_turn_still_enqueues_and_says_why_it_did
     assert (summary["sizing"], summary["enqueued"], summary["started"]) == ("busy", 2, 0)
     assert any("sizing lease" in failure for failure in summary["failures"])
     assert workers(world) == 0
+
+
+def test_a_sizing_with_nothing_to_start_never_touches_the_lease(world: dict[str, Any]) -> None:
+    """An idle reconcile (and any invocation that finds enough workers) costs no DynamoDB
+    call: the lease guards RunTask, and nothing would be started."""
+    summary = handle(scheduled_event(), container(world))
+    assert (summary["sizing"], summary["started"]) == ("counted", 0)
+    item = world["dynamodb"].get_item(
+        TableName=world["table"], Key={"fleet": {"S": world["settings"].started_by}}
+    )
+    assert "Item" not in item
