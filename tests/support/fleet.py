@@ -14,8 +14,9 @@ invoked as the deployed stack invokes it.
   Fargate's capacity failure, through a proxy in front of moto's ECS that speaks ECS's
   JSON protocol; everything else reaches moto.
 
-Launcher invocations are serialised, as with a reserved concurrency of 1. The launcher's
-own code runs unchanged (`launcher.handler.handle`) with boto3 clients on moto.
+Launcher invocations are serialised, so no sizing lease is needed (tests/launcher/test_lease.py
+runs them at once against one). The launcher's own code runs unchanged
+(`launcher.handler.handle`) with boto3 clients on moto.
 """
 
 from __future__ import annotations
