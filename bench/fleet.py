@@ -3,6 +3,7 @@
     .venv/bin/python bench/fleet.py            # the full run (about 8-10 minutes here)
     .venv/bin/python bench/fleet.py --quick    # smaller workloads (about 2-3 minutes)
     .venv/bin/python bench/fleet.py --only burst storm --seed 7
+    .venv/bin/python bench/fleet.py --only burst --repeat 3   # medians of three runs each
 
 The simulation is tests/fleet's (tests/support/fleet.py): moto's ECS tasks run as real
 `python -m worker` processes, started by an agent `--start-delay` seconds after RunTask, the
@@ -29,8 +30,19 @@ Workloads (job lengths, sizes: see the table's header lines):
 Strategies:
   ours    the launcher invoked per upload event (`fleet.size_now()`, asynchronously, as S3
           invokes it), plus the reconcile schedule and the ECS task-stop events; workers
-          exit after WORKER_IDLE_EXIT_SECONDS=2 of an empty queue;
-  seed    what the product did before: the launcher per upload event only; no schedule, no
+          exit after WORKER_IDLE_EXIT_SECONDS=1 of an empty queue (the default 30 s on the
+          start delay's scale, 1 s for 30 s). MESSAGES_PER_TASK is sized for cost: a task
+          costs its start-up and its idle-exit tail (about 1 + 1 + 1 s here: boot, idle
+          exit, the last empty receive) beyond its work, so for task-seconds
+          within 1.2x of the work a task must be given 5x that in work:
+          MESSAGES_PER_TASK = ceil(5 x overhead x WORKER_CONCURRENCY / mean job seconds)
+          (`lean_messages_per_task`; --messages-per-task overrides it);
+  ours-eager  the same with MESSAGES_PER_TASK 25 (--eager-messages-per-task): a task per 25
+          messages of backlog, the fleet at MAX_TASKS within a second of a burst. It shows the
+          other side: faster drains, more task-seconds; target (2) is printed for it, not
+          required of it;
+  seed    what the product did before: the launcher per upload event only (MESSAGES_PER_TASK
+          as ours-eager); no schedule, no
           task-stop events, so after a reclaim nothing starts a worker until the next upload;
   fixed-N an ECS service of desiredCount N: no launcher; N workers with
           WORKER_IDLE_EXIT_SECONDS=0 (never exit), started and ready before the first send
@@ -59,16 +71,18 @@ Figures, per workload and strategy:
 
 Targets (the issue's):
   (1) after a reclaim of the whole fleet, the queue is worked on again within one reconcile
-      period plus the task start time (ours, every reclaim of the storm). The task start time
-      is what RunTask-to-a-ready-worker takes: --start-delay plus that replacement worker's own
-      start-up (process start to its worker.started line), which is measured and printed.
+      period plus the task start time (ours and ours-eager, every reclaim of the storm). The
+      task start time is what RunTask-to-a-ready-worker takes: --start-delay plus that
+      replacement worker's own start-up (process start to its worker.started line), which is
+      measured and printed.
   (2) ours' task-seconds per job within 1.2x a fixed service's at equal drain time. Reading:
       a fixed service drains as fast as its N allows, and a bigger N costs more; comparing ours
       with fixed-MAX_TASKS where fewer workers drain just as fast (the steady feed, where the
       feed, not the fleet, sets the drain time) would flatter ours. So the comparison is with
       the cheapest fixed service that drains no slower than ours (drain <= ours' x 1.1 + 0.5 s):
-      N is searched upwards from 1 to MAX_TASKS - 1 (fixed-MAX_TASKS is always run) and the
-      first that drains in time is "fixed-sized". If none does, fixed-MAX_TASKS is the
+      N is searched upwards from 1 to MAX_TASKS - 1 (fixed-MAX_TASKS is always run) until one
+      drains in time for the faster of ours and ours-eager; for each, the first that drains
+      in time for it is its comparison. If none does, fixed-MAX_TASKS is the
       comparison, and since it then drains faster than ours, the ratio also appears normalised
       as task-seconds x drain time. Raw figures for every fixed-N run are printed.
 Exit status 0 when every target is met and no run had a problem (seed runs that do not drain
@@ -87,6 +101,7 @@ sys.path[0] = str(ROOT)
 
 import argparse  # noqa: E402 - after the path fix
 import json  # noqa: E402
+import logging  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import queue  # noqa: E402
@@ -111,6 +126,8 @@ from launcher.settings import Settings  # noqa: E402
 from tests.support.fleet import Fleet, Task, make_cluster  # noqa: E402
 from tests.support.moto_server import MotoServer  # noqa: E402
 
+BOOT_SECONDS = 1.0  # a worker's own start-up here: process start to worker.started
+WAIT_SECONDS = 1.0  # WORKER_WAIT_SECONDS: the last empty receive before an idle exit
 TOLERANCE = (1.1, 0.5)  # "drains in about the same time": <= ours x 1.1 + 0.5 s
 TASK_SECONDS_TARGET = 1.2
 POLL = 0.25
@@ -155,7 +172,7 @@ class Recovery:
 @dataclass
 class Result:
     workload: Workload
-    strategy: str  # ours, seed, fixed-N
+    strategy: str  # ours, ours-eager, seed, fixed-N
     drain_s: float | None = None
     left: int = 0
     cut_short: str = ""  # why the run ended before it drained, if it did
@@ -386,7 +403,7 @@ class Bench:
             "WORKER_PROBE_JOBS": "true",
             "WORKER_CONCURRENCY": str(args.concurrency),
             "WORKER_IDLE_EXIT_SECONDS": "0" if size else str(args.idle_exit),
-            "WORKER_WAIT_SECONDS": "1",
+            "WORKER_WAIT_SECONDS": f"{WAIT_SECONDS:g}",
             "WORKER_SHUTDOWN_GRACE_SECONDS": "1",
             "WORKER_CANCEL_SECONDS": "2",
         }
@@ -395,10 +412,10 @@ class Bench:
             cluster=cluster,
             queue_url=queue_url,
             worker_options=options,
-            reconcile_seconds=args.reconcile if strategy == "ours" else None,
-            stop_events=strategy == "ours",
+            reconcile_seconds=args.reconcile if strategy.startswith("ours") else None,
+            stop_events=strategy.startswith("ours"),
             max_tasks=args.max_tasks,
-            messages_per_task=args.messages_per_task,
+            messages_per_task=messages_per_task(args, workload, strategy),
             start_delay=args.start_delay,
         )
         self.fleets.append(fleet)
@@ -515,15 +532,10 @@ class Bench:
                     if uploads and not reclaims:
                         uploads.cut()
                     reclaims.append((time.monotonic(), len(fleet.reclaim())))
-            if feeder.done and len(reclaims) >= workload.reclaims:
-                assert feeder.last is not None
-                left = self.counts(feeder.queue_url)
-                if left == 0:
-                    return time.monotonic()
-                result.left = left
-                if now > feeder.last + args.bound or now > hard:
-                    result.cut_short = f"bound: {args.bound:g} s after the last send"
-                    return None
+            if feeder.done or (workload.reclaims and len(reclaims) >= workload.reclaims):
+                # After the reclaims no upload event reaches the launcher, so this is checked
+                # while the feed still runs too: a feeder that waits for the depth to fall
+                # would wait for ever behind a fleet that nothing restarts.
                 hopeless = (
                     fleet.reconcile_seconds is None
                     and not fleet.stop_events
@@ -533,11 +545,21 @@ class Bench:
                     and result.size is None
                 )
                 stuck_since = (stuck_since or now) if hopeless else None
-                if stuck_since is not None and now - stuck_since > 5:
-                    result.cut_short = "nothing could start a worker any more"
+            if feeder.done and len(reclaims) >= workload.reclaims:
+                assert feeder.last is not None
+                left = self.counts(feeder.queue_url)
+                if left == 0:
+                    return time.monotonic()
+                result.left = left
+                if now > feeder.last + args.bound or now > hard:
+                    result.cut_short = f"bound: {args.bound:g} s after the last send"
                     return None
             elif now > hard:
                 result.cut_short = "the run's time limit"
+                return None
+            if stuck_since is not None and now - stuck_since > 5:
+                result.left = self.counts(feeder.queue_url)
+                result.cut_short = "nothing could start a worker any more"
                 return None
             time.sleep(POLL)
 
@@ -646,6 +668,45 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
     ]
 
 
+def lean_messages_per_task(args: argparse.Namespace, job_seconds: float) -> int:
+    """The backlog per task at which a task's own cost, beyond its work, is at most
+    (TASK_SECONDS_TARGET - 1) of that work: the start-up and idle-exit tail are paid once per
+    task, so a task must be given (1 / 0.2) = 5 times their length in work."""
+    overhead = BOOT_SECONDS + args.idle_exit + WAIT_SECONDS
+    amortise = 1 / (TASK_SECONDS_TARGET - 1)
+    return math.ceil(amortise * overhead * args.concurrency / job_seconds)
+
+
+def messages_per_task(args: argparse.Namespace, workload: Workload, strategy: str) -> int:
+    """MESSAGES_PER_TASK for one run: ours sizes for cost (or --messages-per-task), the eager
+    variant and the seed launcher for speed (--eager-messages-per-task)."""
+    if strategy == "ours":
+        return args.messages_per_task or lean_messages_per_task(args, workload.job_seconds)
+    return int(args.eager_messages_per_task)
+
+
+def repeated(bench: Bench, workload: Workload, strategy: str, times: int) -> Result:
+    """Run a strategy `times` times; the run of median task-seconds stands for them (this
+    machine's runs of one setting differ by 10% or more)."""
+    runs = []
+    for _ in range(times):
+        runs.append(bench.run(workload, strategy))
+        print_run(runs[-1])
+    if times == 1:
+        return runs[0]
+    runs.sort(key=lambda r: (r.drain_s is None, r.task_seconds))
+    chosen = runs[(len(runs) - 1) // 2]
+    drains = [r.drain_s for r in runs if r.drain_s is not None]
+    chosen.problems += [p for r in runs if r is not chosen for p in r.problems]
+    print(
+        f"  {workload.key:6} {strategy:8} median of {times}: {fmt(chosen.drain_s)} s, "
+        f"{chosen.per_1k:.0f} task-s/1k (drains {', '.join(f'{d:.1f}' for d in drains)} s; "
+        f"task-s/1k {', '.join(f'{r.per_1k:.0f}' for r in runs)})",
+        flush=True,
+    )
+    return chosen
+
+
 def fmt(value: float | None, spec: str = ".1f", none: str = "-") -> str:
     return none if value is None else format(value, spec)
 
@@ -702,36 +763,44 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
                 ok = False
     print("\ntargets")
     for key, rows in by_key.items():
-        ours = next((r for r in rows if r.strategy == "ours"), None)
-        if ours is None:
-            continue
-        for n, rec in enumerate(ours.recoveries, 1):
-            met = (
-                rec.working is not None
-                and rec.allowance is not None
-                and rec.working <= rec.allowance
-            )
-            ok &= met
-            allowance = (
-                f"{args.reconcile:g} + {args.start_delay:g} + its boot "
-                f"{(rec.ready or 0) - (rec.started or 0):.1f} = {fmt(rec.allowance)} s"
-            )
-            print(
-                f"target: (1) {key}, reclaim {n}: worked on again after "
-                f"{fmt(rec.working, '.1f', 'never')} s <= reconcile + start delay + worker boot "
-                f"({allowance}): {'met' if met else 'NOT met'}"
-            )
-        ok &= task_seconds_target(key, ours, rows)
+        for variant in ("ours", "ours-eager"):
+            run = next((r for r in rows if r.strategy == variant), None)
+            if run is None:
+                continue
+            ok &= recovery_target(key, run, args)
+            # Target (2) binds ours, sized for cost; ours-eager shows what speed costs.
+            met = task_seconds_target(key, run, rows)
+            ok &= met or variant != "ours"
+    return ok
+
+
+def recovery_target(key: str, run: Result, args: argparse.Namespace) -> bool:
+    ok = True
+    for n, rec in enumerate(run.recoveries, 1):
+        met = rec.working is not None and rec.allowance is not None and rec.working <= rec.allowance
+        ok &= met
+        allowance = (
+            f"{args.reconcile:g} + {args.start_delay:g} + its boot "
+            f"{(rec.ready or 0) - (rec.started or 0):.1f} = {fmt(rec.allowance)} s"
+        )
+        print(
+            f"target: (1) {key} {run.strategy}, reclaim {n}: worked on again after "
+            f"{fmt(rec.working, '.1f', 'never')} s <= reconcile + start delay + worker boot "
+            f"({allowance}): {'met' if met else 'NOT met'}"
+        )
     return ok
 
 
 def task_seconds_target(key: str, ours: Result, rows: list[Result]) -> bool:
+    """Target (2) for one of our runs (ours or ours-eager): its cost beside the cheapest fixed
+    service that drains no slower."""
     fixed = sorted((r for r in rows if r.size), key=lambda r: r.size or 0)
+    name = ours.strategy
     if ours.drain_s is None or not fixed:
-        print(f"target: (2) {key}: cannot compare (ours did not drain, or no fixed service run)")
+        print(f"target: (2) {key} {name}: cannot compare (did not drain, or no fixed service)")
         return False
     raw = ", ".join(f"{r.strategy} {fmt(r.drain_s)} s / {r.per_1k:.0f} task-s/1k" for r in fixed)
-    print(f"  {key}: ours drains in {ours.drain_s:.1f} s at {ours.per_1k:.0f} task-s/1k; {raw}")
+    print(f"  {key}: {name} drains in {ours.drain_s:.1f} s at {ours.per_1k:.0f} task-s/1k; {raw}")
     slack, extra = TOLERANCE
     in_time = [
         r for r in fixed if r.drain_s is not None and r.drain_s <= ours.drain_s * slack + extra
@@ -741,14 +810,14 @@ def task_seconds_target(key: str, ours: Result, rows: list[Result]) -> bool:
     met = ratio <= TASK_SECONDS_TARGET
     how = "the cheapest that drains no slower" if in_time else "none drains as fast as ours; "
     print(
-        f"target: (2) {key}: ours' task-seconds per job {ratio:.2f}x {chosen.strategy}'s "
+        f"target: (2) {key} {name}: task-seconds per job {ratio:.2f}x {chosen.strategy}'s "
         f"({how}{'' if in_time else 'the biggest'}), <= {TASK_SECONDS_TARGET:g}x: "
         f"{'met' if met else 'NOT met'}"
     )
     if not in_time and chosen.drain_s:
         product = (ours.task_seconds * ours.drain_s) / (chosen.task_seconds * chosen.drain_s)
         print(
-            f"  {key}: normalised, task-seconds x drain time: ours / {chosen.strategy} = "
+            f"  {key}: normalised, task-seconds x drain time: {name} / {chosen.strategy} = "
             f"{product:.2f}x"
         )
     return met
@@ -763,9 +832,19 @@ def main(argv: list[str] | None = None) -> int:
     add("--start-delay", type=float, default=1.0, help="RunTask to process start (Fargate's)")
     add("--reconcile", type=float, default=3.0, help="the reconcile period (the minute)")
     add("--max-tasks", type=int, default=4, help="the launcher's MAX_TASKS, the service's N")
-    add("--messages-per-task", type=int, default=25, help="the launcher's MESSAGES_PER_TASK")
+    add(
+        "--messages-per-task",
+        type=int,
+        help="ours' MESSAGES_PER_TASK (default: sized for cost from each workload's job length)",
+    )
+    add(
+        "--eager-messages-per-task",
+        type=int,
+        default=25,
+        help="MESSAGES_PER_TASK of ours-eager and of the seed launcher",
+    )
     add("--concurrency", type=int, default=8, help="WORKER_CONCURRENCY")
-    add("--idle-exit", type=float, default=2.0, help="WORKER_IDLE_EXIT_SECONDS of ours and seed")
+    add("--idle-exit", type=float, default=1.0, help="WORKER_IDLE_EXIT_SECONDS of ours and seed")
     add("--steady-jobs", type=int, default=400)
     add("--storm-jobs", type=int, default=400)
     add("--feed-seconds", type=float, default=60.0, help="the steady feed's length")
@@ -776,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--gap", type=float, default=10.0, help="seconds between the storm's two reclaims")
     add("--bound", type=float, default=120.0, help="a run ends this long after its last send")
     add("--no-search", action="store_true", help="run only fixed-MAX_TASKS, no sized service")
+    add("--repeat", type=int, default=1, help="runs of each strategy; the median one counts")
     args = parser.parse_args(argv)
     if args.quick:
         args.steady_jobs, args.storm_jobs, args.feed_seconds = 120, 120, 15.0
@@ -786,6 +866,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupted)
+    # The launcher runs in this process; its JSON lines would bury the table (the runs read
+    # its summaries from its return values, not from its log).
+    logging.getLogger("launcher").disabled = True
     chosen = [w for w in workloads(args) if not args.only or w.key in args.only]
     print(
         f"bench/fleet.py: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
@@ -793,9 +876,11 @@ def main(argv: list[str] | None = None) -> int:
         f"scales: start delay {args.start_delay:g} s stands for Fargate's 30-60 s RunTask to "
         f"container (the worker's own start-up, ~1 s here, comes on top); reconcile period "
         f"{args.reconcile:g} s stands for the 1-minute schedule\n"
-        f"launcher: MAX_TASKS {args.max_tasks}, MESSAGES_PER_TASK {args.messages_per_task}; "
+        f"launcher: MAX_TASKS {args.max_tasks}, MESSAGES_PER_TASK: ours "
+        + ", ".join(f"{w.key} {messages_per_task(args, w, 'ours')}" for w in chosen)
+        + f"; ours-eager and seed {args.eager_messages_per_task}\n"
         f"workers: WORKER_CONCURRENCY {args.concurrency}, WORKER_IDLE_EXIT_SECONDS "
-        f"{args.idle_exit:g} (fixed service: 0), WORKER_WAIT_SECONDS 1, "
+        f"{args.idle_exit:g} (fixed service: 0), WORKER_WAIT_SECONDS {WAIT_SECONDS:g}, "
         f"WORKER_SHUTDOWN_GRACE_SECONDS 1, WORKER_CANCEL_SECONDS 2\n"
         f"bound: a run that has not drained {args.bound:g} s after its last send is stopped",
         flush=True,
@@ -813,17 +898,17 @@ def main(argv: list[str] | None = None) -> int:
             for workload in chosen:
                 print(f"\n== {workload.title}", flush=True)
                 rows = []
-                for strategy in ("ours", "seed", f"fixed-{args.max_tasks}"):
-                    rows.append(bench.run(workload, strategy))
-                    print_run(rows[-1])
-                ours = rows[0]
-                if not args.no_search and ours.drain_s is not None:
+                for strategy in ("ours", "ours-eager", "seed", f"fixed-{args.max_tasks}"):
+                    rows.append(repeated(bench, workload, strategy, args.repeat))
+                # Fixed services from N = 1 up, until one drains as fast as the faster of ours
+                # and ours-eager: each then finds its cheapest fixed service that is no slower.
+                drains = [r.drain_s for r in rows[:2] if r.drain_s is not None]
+                if not args.no_search and drains:
                     slack, extra = TOLERANCE
                     for n in range(1, args.max_tasks):
-                        row = bench.run(workload, f"fixed-{n}")
+                        row = repeated(bench, workload, f"fixed-{n}", args.repeat)
                         rows.append(row)
-                        print_run(row)
-                        if row.drain_s is not None and row.drain_s <= ours.drain_s * slack + extra:
+                        if row.drain_s is not None and row.drain_s <= min(drains) * slack + extra:
                             break
                 results += rows
         finally:
