@@ -184,7 +184,37 @@ def new_container(name: str = IMAGE_NAME) -> str:
 
 
 def remove_container(container: str) -> None:
+    root = _read_only_roots.pop(container, None)
+    if root is not None:
+        subprocess.run(["umount", "--lazy", root], capture_output=True, check=False)
     subprocess.run(["buildah", *storage(), "rm", container], capture_output=True, check=False)
+
+
+_read_only_roots: dict[str, str] = {}
+
+
+def make_read_only(container: str) -> None:
+    """Mount the container's root filesystem read-only, as ECS's `readonlyRootFilesystem`
+    does (buildah run has no such option): a read-only bind mount of the rootfs over itself,
+    which `buildah run` then uses as the chroot. Needs root; undone by `remove_container`."""
+    root = buildah("mount", container).strip()
+    subprocess.run(["mount", "--bind", root, root], check=True)
+    _read_only_roots[container] = root
+    subprocess.run(["mount", "-o", "remount,bind,ro", root], check=True)
+
+
+# buildah 1.28 (Debian 12) runs the command on a read-only root, then panics while cleaning up
+# after it, and exits 2 whatever the command's status; it still logs a non-zero status first.
+_BUILDAH_PANIC = "panic: runtime error"
+_EXIT_STATUS = re.compile(r"subprocess exited with status (\d+)")
+
+
+def command_status(returncode: int, stderr: str) -> int:
+    """The command's exit status from a `buildah run` on a read-only root (see above)."""
+    if returncode != 2 or _BUILDAH_PANIC not in stderr or "error running subprocess" in stderr:
+        return returncode
+    found = _EXIT_STATUS.search(stderr)
+    return int(found.group(1)) if found else 0
 
 
 def run_argv(
@@ -194,12 +224,19 @@ def run_argv(
     env: dict[str, str] | None = None,
     volumes: Sequence[str] = (),
     user: str | None = None,
+    cap_drop: Sequence[str] = (),
+    tmpfs: Sequence[str] = (),
 ) -> list[str]:
     """The `buildah run` command line; the container shares the host's loopback.
 
     The user, working directory and environment of the image config apply, as under Docker.
+    `tmpfs` paths get an empty writable filesystem each (a task volume on Fargate).
     """
     argv = ["buildah", *storage(), "run", "--isolation", "chroot"]
+    for capability in cap_drop:
+        argv += ["--cap-drop", capability]
+    for path in tmpfs:
+        argv += ["--mount", f"type=tmpfs,destination={path}"]
     for key, value in (env or {}).items():
         argv += ["--env", f"{key}={value}"]
     for volume in volumes:

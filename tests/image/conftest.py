@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scripts import image as image_tool
-from tests.image.container import ImageRun
+from tests.image.container import Hardening, ImageRun
 from tests.support.moto_server import MotoServer
 
 IMAGE = "localhost/spotdrain:test"
@@ -59,7 +59,7 @@ def run_image(image: BuiltImage, moto: MotoServer) -> Iterator[Callable[..., Ima
     """Start the image's command with moto's variables, fast test defaults and `env`."""
     started: list[ImageRun] = []
 
-    def run(**env: Any) -> ImageRun:
+    def run(*, hardening: Hardening | None = None, **env: Any) -> ImageRun:
         variables = {
             **moto.env(),
             "SPOT_IMDS": "off",
@@ -67,7 +67,7 @@ def run_image(image: BuiltImage, moto: MotoServer) -> Iterator[Callable[..., Ima
             "WORKER_IDLE_EXIT_SECONDS": "1",
             **{k: str(v) for k, v in env.items()},
         }
-        container = ImageRun(image.name, variables)
+        container = ImageRun(image.name, variables, hardening)
         started.append(container)
         return container
 

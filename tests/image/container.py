@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from scripts import image as image_tool
 from tests.support.json_log import JsonLogLines
@@ -47,6 +47,28 @@ def children(pid: int) -> list[int]:
     return found
 
 
+@dataclass(frozen=True)
+class Hardening:
+    """How ECS runs the container: root filesystem, capabilities, writable mounts."""
+
+    read_only_root: bool = False
+    cap_drop: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()  # mount points, each an empty filesystem of its own
+
+    @classmethod
+    def of_task_definition(cls, document: dict[str, Any]) -> Hardening:
+        (worker,) = document["containerDefinitions"]
+        capabilities = worker.get("linuxParameters", {}).get("capabilities", {})
+        mounts = tuple(m["containerPath"] for m in worker.get("mountPoints", []))
+        # buildah's chroot writes /run/.containerenv before starting the command: on a
+        # read-only root /run must be writable too (ECS needs nothing there).
+        return cls(
+            read_only_root=bool(worker.get("readonlyRootFilesystem")),
+            cap_drop=tuple(capabilities.get("drop", ())),
+            writable=(*mounts, "/run"),
+        )
+
+
 @dataclass
 class ImageRun(JsonLogLines):
     """One `buildah run` of the image's command; stdout lines (the worker's JSON) collected."""
@@ -55,6 +77,7 @@ class ImageRun(JsonLogLines):
 
     image: str
     env: dict[str, str]
+    hardening: Hardening | None = None  # run as the task definition hardens the task
     container: str = field(init=False)
     process: subprocess.Popen[str] = field(init=False)
     lines: list[str] = field(default_factory=list, init=False)
@@ -63,7 +86,16 @@ class ImageRun(JsonLogLines):
 
     def __post_init__(self) -> None:
         self.container = image_tool.new_container(self.image)
-        argv = image_tool.run_argv(self.container, image_tool.command_of(self.image), env=self.env)
+        hardening = self.hardening or Hardening()
+        if hardening.read_only_root:
+            image_tool.make_read_only(self.container)
+        argv = image_tool.run_argv(
+            self.container,
+            image_tool.command_of(self.image),
+            env=self.env,
+            cap_drop=hardening.cap_drop,
+            tmpfs=hardening.writable,
+        )
         self.process = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -98,6 +130,8 @@ class ImageRun(JsonLogLines):
             self.kill()
             raise AssertionError(f"container did not exit within {timeout}s") from None
         self._reader.join(5)
+        if self.hardening is not None and self.hardening.read_only_root:
+            return image_tool.command_status(code, self.stderr())
         return code
 
     def stderr(self) -> str:
@@ -125,11 +159,19 @@ class ImageRun(JsonLogLines):
         image_tool.remove_container(self.container)
 
 
-def run_in(image: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+def run_in(
+    image: str, argv: list[str], hardening: Hardening | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run any command in a fresh container of `image` (as the image's user) and remove it."""
     container = image_tool.new_container(image)
+    how = hardening or Hardening()
     try:
-        command = image_tool.run_argv(container, argv)
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if how.read_only_root:
+            image_tool.make_read_only(container)
+        command = image_tool.run_argv(container, argv, cap_drop=how.cap_drop, tmpfs=how.writable)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if how.read_only_root:
+            done.returncode = image_tool.command_status(done.returncode, done.stderr)
+        return done
     finally:
         image_tool.remove_container(container)

@@ -20,8 +20,9 @@ import boto3
 import pytest
 
 from tests.conftest import QueueFactory, drain_all, first_message_id, serve_ganesha, unique
+from tests.deploy.documents import taskdef
 from tests.image.conftest import BuiltImage
-from tests.image.container import ImageRun, run_in
+from tests.image.container import Hardening, ImageRun, run_in
 from tests.support.ganesha import Ganesha
 from tests.support.moto_server import MotoServer
 from tests.support.storage_gateway import StorageGatewayEndpoint
@@ -86,7 +87,48 @@ def test_worker_in_image_exits_2_naming_a_missing_queue_url(run_image: RunImage)
     assert "QUEUE_URL" in run.stderr()
 
 
+PROBE_WRITES = """
+import json, pathlib
+from multiprocessing import shared_memory
+wrote = {}
+for path in ("/probe", "/app/probe", "/home/probe", "/var/tmp/probe", "/tmp/probe", "/dev/shm/p"):
+    try:
+        pathlib.Path(path).write_text("x")
+        wrote[path] = True
+    except OSError:
+        wrote[path] = False
+memory = shared_memory.SharedMemory(create=True, size=1 << 20)
+memory.close()
+memory.unlink()
+status = pathlib.Path("/proc/self/status").read_text().splitlines()
+caps = {l.split(":")[0]: int(l.split()[1], 16) for l in status if l.startswith("Cap")}
+print(json.dumps([wrote, caps["CapEff"], caps["CapPrm"]]))
+"""
+
+
+def test_as_the_task_definition_runs_it_only_its_mount_points_are_writable(
+    image: BuiltImage,
+) -> None:
+    """A read-only root, no capabilities; /tmp (the task volume) and the converter pool's
+    shared memory still work."""
+    hardening = Hardening.of_task_definition(taskdef())
+    done = run_in(image.name, ["python", "-c", PROBE_WRITES], hardening)
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrote, effective, permitted = json.loads(done.stdout.strip().splitlines()[-1])
+    assert wrote == {
+        "/probe": False,
+        "/app/probe": False,
+        "/home/probe": False,
+        "/var/tmp/probe": False,
+        "/tmp/probe": True,
+        "/dev/shm/p": True,
+    }
+    assert (effective, permitted) == (0, 0)
+
+
+@pytest.mark.parametrize("hardened", [False, True], ids=["plain", "as-taskdef-hardens-it"])
 def test_worker_in_image_drains_one_job_of_each_kind_and_exits_0(
+    hardened: bool,
     moto: MotoServer,
     sqs: Any,
     s3: Any,
@@ -127,6 +169,9 @@ def test_worker_in_image_drains_one_job_of_each_kind_and_exits_0(
         AWS_ENDPOINT_URL_STORAGE_GATEWAY=gateway.url,
         SIDECAR_NFS_URL=ganesha.url(),
         WORKER_IDLE_EXIT_SECONDS=2,
+        # Hardened: a read-only root, taskdef.json's capabilities dropped, only its mount
+        # points writable (and /run, which buildah itself needs).
+        hardening=Hardening.of_task_definition(taskdef()) if hardened else None,
     )
 
     assert run.wait() == 0, run.stderr()
