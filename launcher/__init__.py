@@ -1,6 +1,6 @@
 """The launcher Lambda: turns events into queued jobs and starts just enough ECS workers.
 
-Deploying it (CONTRACT.md, "The launcher Lambda", lists the options):
+Deploying it (README, "The launcher Lambda", lists the options):
 - Code: `make launcher-zip` builds launcher.zip (this package alone; the Python runtime
   provides boto3). Handler: `launcher.handler.lambda_handler`.
 - Permissions: `sqs:SendMessage` and `sqs:GetQueueAttributes` on QUEUE_URL; `ecs:RunTask`

@@ -26,7 +26,7 @@ Trigger = Literal["sqs", "sns", "s3", "eventbridge", "direct", "schedule", "ecs"
 MessageKind = Literal["s3-record", "eventbridge", "job"]
 MESSAGE_KINDS: tuple[MessageKind, ...] = ("s3-record", "eventbridge", "job")
 
-# Job envelopes the worker runs (CONTRACT.md, "Messages the worker accepts") and the fields
+# Job envelopes the worker runs (README, "Messages it accepts") and the fields
 # each must carry as non-empty strings; a sidecar's `results` may be any string.
 JOB_FIELDS: dict[str, tuple[str, ...]] = {
     "csv": ("bucket", "key"),

@@ -10,7 +10,7 @@ from typing import Any
 
 from launcher.errors import ConfigError
 
-# Options of the worker that the launcher hands to every task it starts (CONTRACT.md, "The
+# Options of the worker that the launcher hands to every task it starts (README, "Running the
 # worker"): the job settings and the worker's own tuning, exactly as the launcher has them.
 FORWARDED_PREFIXES = ("CSV_", "REFRESH_", "SIDECAR_", "WORKER_")
 FORWARDED_NAMES = ("DLQ_URL", "METRICS", "METRICS_NAMESPACE", "METRICS_INTERVAL_SECONDS")

@@ -6,7 +6,7 @@
     python -m scripts.image run [ARGS...]     run the image's own command (ARGS appended)
     python -m scripts.image clean             remove the image storage (the base cache stays)
 
-The recipe is the one in shared/ENVIRONMENT.md: with no Docker engine and no registry to pull
+The recipe (docs/testing.md): with no Docker engine and no registry to pull
 from, the base is made by debootstrap and imported with podman under the name a user's Docker
 pulls (`debian:bookworm-slim`), and buildah builds the real Dockerfile with `--pull-never`.
 The debootstrap tarball is cached in SPOTDRAIN_BASE_CACHE (default /var/tmp/spotdrain-base),

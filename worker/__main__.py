@@ -14,7 +14,7 @@ from worker.settings import Settings
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_CONFIG = 0, 1, 2
 
-# Flags mirror the environment variables of CONTRACT.md; a flag wins over its variable.
+# Flags mirror the environment variables of the README; a flag wins over its variable.
 OPTIONS: dict[str, str] = {
     "QUEUE_URL": "the SQS queue to drain (required)",
     "WORKER_CONCURRENCY": "jobs in flight at once (default 16)",

@@ -1,6 +1,6 @@
 """Parse one SQS message body into requests, or raise InvalidMessage saying what is wrong.
 
-Accepted shapes (CONTRACT.md, "Messages the worker accepts"): a job envelope, an S3
+Accepted shapes (README, "Messages it accepts"): a job envelope, an S3
 notification (including s3:TestEvent), an SNS envelope around any of these, an EventBridge S3
 event, and a bare sidecar request. S3 keys arrive URL-encoded and are decoded exactly once.
 """

@@ -87,7 +87,7 @@ def _jobs_for_change(change: ObjectChange, settings: Settings) -> list[Job]:
 
 
 def is_convertible(bucket: str, key: str, csv: CsvSettings) -> bool:
-    """A key with a CSV suffix that is not our own output (CONTRACT.md, "CSV to JSON")."""
+    """A key with a CSV suffix that is not our own output (README, "CSV to JSON")."""
     if not key.lower().endswith(csv.suffixes):
         return False
     output_bucket = csv.output_bucket or bucket

@@ -16,7 +16,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 @dataclass(frozen=True, kw_only=True)
 class CsvSettings:
-    """Options of the CSV to JSON job (CONTRACT.md, "CSV to JSON")."""
+    """Options of the CSV to JSON job (README, "CSV to JSON")."""
 
     suffixes: tuple[str, ...] = (".csv",)
     output_bucket: str | None = None
@@ -34,7 +34,7 @@ class CsvSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class SidecarSettings:
-    """Options of the NFS sidecar job (CONTRACT.md, "NFS sidecars")."""
+    """Options of the NFS sidecar job (README, "NFS sidecars")."""
 
     nfs_url: str | None = None
     root: str | None = None
@@ -44,7 +44,7 @@ class SidecarSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RefreshSettings:
-    """Options of the aggregated refresh job (CONTRACT.md, "Aggregated refreshes")."""
+    """Options of the aggregated refresh job (README, "Aggregated refreshes")."""
 
     table: str | None = None
     window_seconds: int = 30

@@ -2,7 +2,7 @@
 
 moto's ECS runs Fargate tasks only when the cluster has the FARGATE and FARGATE_SPOT capacity
 providers, the VPC has DNS support and hostnames, the subnets and security group are real
-moto resources and the containers carry cpu and memory (ENVIRONMENT.md).
+moto resources and the containers carry cpu and memory (docs/testing.md).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class RefreshTable:
 
 @pytest.fixture
 def refresh_table(dynamodb: Any, dynamodb_url: str) -> Iterator[RefreshTable]:
-    """A table with the string partition key `target`, as CONTRACT.md asks."""
+    """A table with the string partition key `target`, as the README asks."""
     name = unique("refresh")
     dynamodb.create_table(
         TableName=name,

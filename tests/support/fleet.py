@@ -50,7 +50,7 @@ _RUN_TASK = "AmazonEC2ContainerServiceV20141113.RunTask"
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """A moto cluster that runs Fargate tasks (ENVIRONMENT.md's recipe), and its subnets."""
+    """A moto cluster that runs Fargate tasks (docs/testing.md), and its subnets."""
 
     name: str
     task_definition: str

@@ -1,4 +1,4 @@
-"""envelope.parse + routing.plan: every accepted message shape, as CONTRACT.md lists them."""
+"""envelope.parse + routing.plan: every accepted message shape, as the README lists them."""
 
 from __future__ import annotations
 

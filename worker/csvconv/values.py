@@ -1,4 +1,4 @@
-"""The lossless inference rules of CONTRACT.md ("CSV to JSON"), and JSON string encoding."""
+"""The lossless inference rules of the README ("CSV to JSON"), and JSON string encoding."""
 
 from __future__ import annotations
 

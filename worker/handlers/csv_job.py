@@ -1,4 +1,4 @@
-"""The csv job: convert one CSV object in S3 to JSON beside it (CONTRACT.md, "CSV to JSON").
+"""The csv job: convert one CSV object in S3 to JSON beside it (README, "CSV to JSON").
 
 Idempotent: the output carries the source's ETag and the conversion options in its
 metadata and its row count in its tags; a redelivered job whose output already matches is
