@@ -23,7 +23,11 @@ _S = ctypes.c_char_p
 _I = ctypes.c_int
 _U64 = ctypes.c_uint64
 
-LIBRARY_NAMES = ("libnfs.so.13", "libnfs.so")
+# The sonames whose ABI the prototypes below declare. libnfs 4.0.0 (Debian 12, libnfs.so.13)
+# and 5.0.x (Debian 13, libnfs.so.14) declare every call we make, and the two structs we read,
+# identically. libnfs 6 (libnfs.so.16) moved nfs_pwrite's buffer before its count and offset:
+# bound with these prototypes it would write garbage, so any soname not listed is refused.
+KNOWN_SONAMES = ("libnfs.so.14", "libnfs.so.13")
 
 
 class NfsError(OSError):
@@ -31,7 +35,7 @@ class NfsError(OSError):
 
 
 class NfsUnavailable(RuntimeError):
-    """The libnfs shared library cannot be loaded (Debian: `libnfs13`)."""
+    """No libnfs of a known ABI can be loaded (Debian 12: `libnfs13`, Debian 13: `libnfs14`)."""
 
 
 _STAT_FIELDS = (
@@ -85,8 +89,13 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
 @functools.cache
 def library() -> ctypes.CDLL:
     """Load libnfs once and declare the prototypes we call (CDLL releases the GIL per call)."""
-    names = [*LIBRARY_NAMES, ctypes.util.find_library("nfs") or ""]
-    for name in filter(None, names):
+    return load(KNOWN_SONAMES, other=ctypes.util.find_library("nfs"))
+
+
+def load(sonames: tuple[str, ...], *, other: str | None) -> ctypes.CDLL:
+    """The first of `sonames` that loads, its prototypes declared. None loads: NfsUnavailable,
+    naming `other` (the libnfs the system has, if any) as a library of an unknown ABI."""
+    for name in sonames:
         try:
             lib = ctypes.CDLL(name)
         except OSError:
@@ -96,7 +105,13 @@ def library() -> ctypes.CDLL:
             prototype.restype = restype
             prototype.argtypes = argtypes
         return lib
-    raise NfsUnavailable("the libnfs shared library (libnfs.so.13) is not installed")
+    known = " or ".join(sonames)
+    if other:
+        raise NfsUnavailable(
+            f"the installed libnfs, {other}, has an ABI this worker does not bind (it binds "
+            f"{known}: Debian 12's libnfs13 or Debian 13's libnfs14)"
+        )
+    raise NfsUnavailable(f"no libnfs is installed ({known}: Debian libnfs13 or libnfs14)")
 
 
 def whole_seconds(timeout_ms: int) -> int:

@@ -61,8 +61,8 @@ def read_records(
     """Parse `text` (which starts on a record boundary) as the csv module does.
 
     Unless `final`, a last record that the text cuts short (inside quotes, or with no line
-    break after it) is left out, so the caller can retry it with more data. Blank lines (records with no field) are skipped. `limit` stops
-    after that many records.
+    break after it) is left out, so the caller can retry it with more data. Blank lines
+    (records with no field) are skipped. `limit` stops after that many records.
     """
     lines = _Lines(text)
     reader = csv.reader(lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)

@@ -1,7 +1,8 @@
 """Aggregated refreshes: record each object change in the table, fire one RefreshCache per window.
 
-Two job kinds: `refresh` (one object change, README "Aggregated refreshes") and `refresh_due`, the delayed
-message `{"job": "refresh_due", "bucket": B, "window": TOKEN, "due": EPOCH_SECONDS}` this job
+Two job kinds: `refresh` (one object change, README "Aggregated refreshes") and
+`refresh_due`, the delayed message
+`{"job": "refresh_due", "bucket": B, "window": TOKEN, "due": EPOCH_SECONDS}` this job
 sends to its own queue when a change opens a window. The decisions live in `refresh_plan`,
 the table's writes in `refresh_ledger`; this module is the thin async shell around them.
 """
