@@ -1,7 +1,8 @@
 # The spotdrain worker: `docker build -t spotdrain .` then
 # `docker run --rm -e QUEUE_URL=... -e AWS_REGION=... spotdrain` (docs/deploy.md).
-# Python 3.11 comes from Debian 12: the libnfs binding imports on 3.11, not on 3.12+.
-ARG BASE_IMAGE=debian:bookworm-slim
+# Debian 13 (Python 3.13, libnfs 5) by default; Debian 12 (Python 3.11, libnfs 4) with
+# `--build-arg BASE_IMAGE=debian:bookworm-slim`. Either libnfs has the ABI the worker binds.
+ARG BASE_IMAGE=debian:trixie-slim
 
 # ---- build: compilers and headers live only here ----
 FROM ${BASE_IMAGE} AS build
@@ -16,21 +17,34 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/spotdrain
 WORKDIR /src
+# The runtime dependencies, exactly as locked and checked against their hashes, in a layer
+# of their own: a code change rebuilds only the layers below.
+COPY requirements.lock ./
+RUN /opt/spotdrain/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
-# Dependencies get their own layer (an empty package stands in for the code), so a code
-# change rebuilds only the last layer. Not pinned here: pyproject.toml bounds them.
-# hadolint ignore=DL3013
-RUN mkdir worker && touch worker/__init__.py \
- && /opt/spotdrain/bin/pip install ".[nfs]"
 COPY worker ./worker
 # The operator's command (`spotdrain`, python -m worker.ops) reads the launcher's settings.
 COPY launcher ./launcher
-# The project itself (its dependencies are in place), then pip and setuptools go: the
-# runtime needs neither. The import proves the virtualenv complete.
+# The project itself (its C converter compiled here); the import proves the virtualenv
+# complete and the base's libnfs of a known ABI (-P: the installed package, not ./worker).
+# No version to pin: it is this tree.
 # hadolint ignore=DL3013
-RUN /opt/spotdrain/bin/pip install --no-deps --force-reinstall . \
- && /opt/spotdrain/bin/python -c "import worker.__main__, worker.ops.cli, libnfs" \
- && /opt/spotdrain/bin/python -m pip uninstall -y -q pip setuptools
+RUN /opt/spotdrain/bin/pip install --no-deps . \
+ && /opt/spotdrain/bin/python -P -c "import worker.__main__, worker.ops.cli, worker.csvconv._fastcsv; from worker.adapters import libnfs; libnfs.library()"
+
+# ---- unit: the unit suite on this base's Python (tests/image builds it with --target) ----
+FROM build AS unit
+# The test tools are not locked: they never reach the runtime image.
+# hadolint ignore=DL3013
+RUN /opt/spotdrain/bin/pip install pytest pytest-timeout pytest-asyncio hypothesis
+COPY tests ./tests
+# The sources go: the tests must import the installed package, C converter included.
+RUN rm -rf worker launcher
+ENTRYPOINT ["/opt/spotdrain/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+
+# ---- venv: the virtualenv without pip and setuptools, which the runtime needs neither of ----
+FROM build AS venv
+RUN /opt/spotdrain/bin/python -m pip uninstall -y -q pip setuptools
 
 # ---- runtime: Python, the libnfs runtime library and the virtualenv ----
 FROM ${BASE_IMAGE}
@@ -38,15 +52,18 @@ LABEL org.opencontainers.image.title="spotdrain" \
       org.opencontainers.image.description="Event-driven batch worker for AWS ECS: drains an SQS queue, survives Spot, loses nothing." \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.licenses="Apache-2.0"
-# The runtime: Python, the libnfs library (sidecars over NFS, through ctypes) and CA
-# certificates; versions unpinned as above.
+# The runtime: Python, the libnfs library (sidecars over NFS, through ctypes; its package is
+# named after its soname: libnfs13 in Debian 12, libnfs14 in Debian 13) and CA certificates;
+# versions unpinned as above.
 # hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libnfs13 python3 \
+RUN . /etc/os-release \
+ && case "$VERSION_CODENAME" in bookworm) libnfs=libnfs13 ;; *) libnfs=libnfs14 ;; esac \
+ && apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates "$libnfs" python3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin spotdrain
-COPY --from=build /opt/spotdrain /opt/spotdrain
+COPY --from=venv /opt/spotdrain /opt/spotdrain
 ENV PATH=/opt/spotdrain/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1

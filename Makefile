@@ -1,5 +1,5 @@
 # The targets a contributor (and CI) runs. `make test` is what .ci/run calls.
-.PHONY: demo test lint typecheck unit bench-drain bench-refresh bench-csv bench-scale launcher-zip image clean
+.PHONY: demo test lock lint typecheck unit bench-drain bench-refresh bench-csv bench-scale launcher-zip image clean
 
 PY := .venv/bin/python
 
@@ -45,3 +45,12 @@ image:
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache launcher.zip
+
+# requirements.lock: the runtime dependencies of pyproject.toml pinned with their hashes, for
+# every supported Python (3.11 and up); the image installs exactly these. Run after changing
+# the dependencies, or to take newer releases; commit the result.
+lock:
+	scripts/bootstrap.sh test
+	$(PY) -m pip install -q "uv==0.13.9"
+	$(PY) -m uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	  --output-file requirements.lock

@@ -1,14 +1,16 @@
 """Build and run the worker image without a Docker engine: debootstrap base, buildah build and run.
 
-    python -m scripts.image base              make (or reuse) the local debian:bookworm-slim
-    python -m scripts.image build [--no-cache]  build the image from the unmodified Dockerfile
+    python -m scripts.image base [--suite S]  make (or reuse) the local debian:S-slim
+    python -m scripts.image build [--no-cache] [--suite S]  build the image from the unmodified
+                                              Dockerfile (Debian 13, trixie, by default)
     python -m scripts.image size              print the image size in bytes
     python -m scripts.image run [ARGS...]     run the image's own command (ARGS appended)
     python -m scripts.image clean             remove the image storage (the base cache stays)
 
 The recipe (docs/testing.md): with no Docker engine and no registry to pull
 from, the base is made by debootstrap and imported with podman under the name a user's Docker
-pulls (`debian:bookworm-slim`), and buildah builds the real Dockerfile with `--pull-never`.
+pulls (`debian:trixie-slim`, `debian:bookworm-slim`), and buildah builds the real Dockerfile
+with `--pull-never`.
 The debootstrap tarball is cached in SPOTDRAIN_BASE_CACHE (default /var/tmp/spotdrain-base),
 and images live in a storage of their own (SPOTDRAIN_STORAGE, default
 /var/tmp/spotdrain-storage) whose layer cache makes a warm build redo only what changed, and
@@ -34,7 +36,9 @@ from scripts.image_base import make_base_tarball
 from scripts.image_context import context_digest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BASE_NAME = "docker.io/library/debian:bookworm-slim"
+# The Debian suites the image builds on: the Dockerfile's default first.
+SUITES = ("trixie", "bookworm")
+DEFAULT_SUITE = SUITES[0]
 IMAGE_NAME = "localhost/spotdrain:dev"
 TOOLS = ("buildah", "podman", "debootstrap")
 
@@ -76,14 +80,18 @@ def has_image(name: str) -> bool:
     return subprocess.run(command, capture_output=True, check=False).returncode == 0
 
 
-def ensure_base() -> None:
-    """Make the base image available as debian:bookworm-slim, from the cache when possible."""
-    if has_image(BASE_NAME):
+def base_name(suite: str = DEFAULT_SUITE) -> str:
+    return f"docker.io/library/debian:{suite}-slim"
+
+
+def ensure_base(suite: str = DEFAULT_SUITE) -> None:
+    """Make the base image available as debian:<suite>-slim, from the cache when possible."""
+    if has_image(base_name(suite)):
         return
-    tarball = make_base_tarball(base_cache())
+    tarball = make_base_tarball(base_cache(), suite)
     with tarball.open("rb") as stream:
         subprocess.run(
-            ["podman", *storage(), "import", "--quiet", "-", BASE_NAME],
+            ["podman", *storage(), "import", "--quiet", "-", base_name(suite)],
             stdin=stream,
             check=True,
             stdout=subprocess.DEVNULL,
@@ -106,21 +114,40 @@ def host_pip_volumes() -> list[str]:
     return ["-v", f"{cafile}:/run/host-ca.crt:ro", "-v", f"{pip_conf}:/etc/pip.conf:ro"]
 
 
-def build(name: str = IMAGE_NAME, *, context: Path = PROJECT_ROOT, cache: bool = True) -> float:
-    """Build `context`/Dockerfile, unmodified, as `name`; return the seconds it took.
+def build(
+    name: str = IMAGE_NAME,
+    *,
+    context: Path = PROJECT_ROOT,
+    cache: bool = True,
+    suite: str = DEFAULT_SUITE,
+    target: str | None = None,
+) -> float:
+    """Build `context`/Dockerfile, unmodified, as `name` on Debian `suite` (up to the stage
+    `target`, or the whole image); return the seconds it took.
 
-    With `cache`, an image already built from the same context, Dockerfile and base is
+    The default suite is built as a user builds it, with no build argument; another suite is
+    chosen as users choose it, with `--build-arg BASE_IMAGE=debian:<suite>-slim`. With
+    `cache`, an image already built from the same context, Dockerfile, base and target is
     kept as it is (0 seconds), and a build reuses the layers whose inputs did not change.
     """
-    ensure_base()
+    ensure_base(suite)
     started = time.monotonic()
     dockerfile = context / "Dockerfile"
-    digest = context_digest(context, dockerfile=dockerfile, base_id=image_id(BASE_NAME))
+
+    def digest_now() -> str:
+        base = image_id(base_name(suite))
+        return context_digest(context, dockerfile=dockerfile, base_id=f"{base}:{target}")
+
+    digest = digest_now()
     records = storage_root() / "built.json"
     built = json.loads(records.read_text()) if records.exists() else {}
     if cache and has_image(name) and built.get(name) == [digest, image_id(name)]:
         return 0.0
     args = ["bud", "--isolation", "chroot", "--pull-never", f"--layers={str(cache).lower()}"]
+    if suite != DEFAULT_SUITE:
+        args += ["--build-arg", f"BASE_IMAGE=debian:{suite}-slim"]
+    if target is not None:
+        args += ["--target", target]
     args += host_pip_volumes()
     args += ["-t", name, "-f", str(dockerfile), str(context)]
     result = subprocess.run(
@@ -131,7 +158,7 @@ def build(name: str = IMAGE_NAME, *, context: Path = PROJECT_ROOT, cache: bool =
         tail = "\n".join(output.splitlines()[-40:])
         raise RuntimeError(f"image build failed ({result.returncode}):\n{tail}")
     prune(keep=set(re.findall(r"^--> (?:Using cache )?([0-9a-f]{11,64})$", output, re.M)))
-    if digest == context_digest(context, dockerfile=dockerfile, base_id=image_id(BASE_NAME)):
+    if digest == digest_now():
         built[name] = [digest, image_id(name)]  # not when the tree changed while building
         records.write_text(json.dumps(built, indent=1))
     return time.monotonic() - started
@@ -252,15 +279,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("action", choices=("base", "build", "size", "run", "clean"))
     parser.add_argument("--name", default=IMAGE_NAME)
     parser.add_argument("--no-cache", action="store_true", help="build without cached layers")
+    parser.add_argument("--suite", choices=SUITES, default=DEFAULT_SUITE, help="Debian base")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the worker")
     args = parser.parse_args(argv)
     if missing := missing_tools():
         print(f"image: {' '.join(missing)} missing: run scripts/bootstrap.sh test", file=sys.stderr)
         return 2
     if args.action == "base":
-        ensure_base()
+        ensure_base(args.suite)
     elif args.action == "build":
-        seconds = build(args.name, cache=not args.no_cache)
+        seconds = build(args.name, cache=not args.no_cache, suite=args.suite)
         print(f"image: built {args.name} in {seconds:.0f} s, {image_size(args.name) / 1e6:.0f} MB")
     elif args.action == "size":
         print(image_size(args.name))

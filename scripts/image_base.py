@@ -1,4 +1,4 @@
-"""A stand-in for Docker Hub's debian:bookworm-slim, made by debootstrap and cached as a tarball.
+"""Stand-ins for Docker Hub's debian:<suite>-slim, made by debootstrap and cached as tarballs.
 
 debuerreotype builds the real image from a minbase debootstrap plus a few apt and dpkg
 settings (no package caches, no documentation, the three suites); doing the same here makes
@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 KEYRING = "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
 CLEAN = (
@@ -23,7 +22,21 @@ CLEAN = (
     '/var/cache/apt/*.bin || true"'
 )
 
-SLIM_FILES = {
+
+def slim_files(suite: str) -> dict[str, str]:
+    """The apt and dpkg settings of the real slim image, and its sources for `suite`."""
+    return {**SLIM_SETTINGS, "etc/apt/sources.list.d/debian.sources": sources(suite)}
+
+
+def sources(suite: str) -> str:
+    return (
+        f"Types: deb\nURIs: {MIRROR}\nSuites: {suite} {suite}-updates\nComponents: main\n"
+        f"{KEYRING}\nTypes: deb\nURIs: {MIRROR}-security\nSuites: {suite}-security\n"
+        f"Components: main\n{KEYRING}"
+    )
+
+
+SLIM_SETTINGS = {
     "etc/apt/apt.conf.d/docker-clean": (
         f"DPkg::Post-Invoke {{ {CLEAN}; }};\nAPT::Update::Post-Invoke {{ {CLEAN}; }};\n"
         'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
@@ -40,11 +53,6 @@ SLIM_FILES = {
         "path-exclude /usr/share/linda/*\npath-exclude /usr/share/lintian/overrides/*\n"
         "path-exclude /usr/share/locale/*\npath-exclude /usr/share/man/*\n"
     ),
-    "etc/apt/sources.list.d/debian.sources": (
-        f"Types: deb\nURIs: {MIRROR}\nSuites: {SUITE} {SUITE}-updates\nComponents: main\n"
-        f"{KEYRING}\nTypes: deb\nURIs: {MIRROR}-security\nSuites: {SUITE}-security\n"
-        f"Components: main\n{KEYRING}"
-    ),
 }
 
 SLIM_REMOVE = (
@@ -59,31 +67,32 @@ SLIM_REMOVE = (
 )
 
 
-def make_base_tarball(cache: Path) -> Path:
-    """The cached rootfs tarball, made by debootstrap (about 40 s) when it is missing."""
-    tarball = cache / f"{SUITE}-slim.tar"
+def make_base_tarball(cache: Path, suite: str) -> Path:
+    """The cached rootfs tarball of `suite`, made by debootstrap (about a minute) if missing."""
+    tarball = cache / f"{suite}-slim.tar"
     if tarball.exists():
         return tarball
     cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=cache) as rootfs:
         subprocess.run(
-            ["debootstrap", "--variant=minbase", SUITE, rootfs, MIRROR],
+            ["debootstrap", "--variant=minbase", suite, rootfs, MIRROR],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         os.chmod(rootfs, 0o755)  # a temporary directory is 0700: as "/" no user could enter it
-        slim(Path(rootfs))
+        slim(Path(rootfs), suite)
         partial = tarball.with_suffix(".partial")
         subprocess.run(["tar", "-C", rootfs, "-cf", str(partial), "."], check=True)
         partial.rename(tarball)  # only a complete tarball is ever reused
-    print(f"image: debootstrap base made in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    seconds = time.monotonic() - started
+    print(f"image: debootstrap {suite} base made in {seconds:.0f} s", file=sys.stderr)
     return tarball
 
 
-def slim(rootfs: Path) -> None:
-    """Turn a minbase tree into the equivalent of debian:bookworm-slim."""
-    for relative, text in SLIM_FILES.items():
+def slim(rootfs: Path, suite: str) -> None:
+    """Turn a minbase tree into the equivalent of debian:<suite>-slim."""
+    for relative, text in slim_files(suite).items():
         (rootfs / relative).parent.mkdir(parents=True, exist_ok=True)
         (rootfs / relative).write_text(text)
     (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)

@@ -55,16 +55,21 @@ def test_every_ignored_hadolint_rule_is_explained_by_a_comment() -> None:
             assert before.startswith("#") and "hadolint" not in before, f"line {number + 1}"
 
 
-def test_base_image_is_debian_bookworm_slim_by_default_and_overridable() -> None:
-    assert instructions()[0] == ("ARG", "BASE_IMAGE=debian:bookworm-slim")
+def test_base_image_is_debian_13_slim_by_default_and_overridable() -> None:
+    assert instructions()[0] == ("ARG", "BASE_IMAGE=debian:trixie-slim")
     froms = [args for name, args in instructions() if name == "FROM"]
-    assert len(froms) == 2  # build stage and runtime stage
-    assert all(args.startswith("${BASE_IMAGE}") for args in froms)
+    # build and runtime on the base; unit (tests) and venv (pip removed) on the build stage
+    assert froms == ["${BASE_IMAGE} AS build", "build AS unit", "build AS venv", "${BASE_IMAGE}"]
+
+
+def test_the_runtime_copies_only_the_virtualenv_never_the_tests() -> None:
+    copies = [args for name, args in final_stage() if name == "COPY"]
+    assert copies == ["--from=venv /opt/spotdrain /opt/spotdrain"]
 
 
 def test_compilers_stay_in_the_build_stage() -> None:
     runtime = " ".join(args for name, args in final_stage() if name == "RUN")
-    assert "libnfs13" in runtime
+    assert "bookworm) libnfs=libnfs13" in runtime and "libnfs=libnfs14" in runtime
     for tool in ("gcc", "libnfs-dev", "python3-dev"):
         assert tool not in runtime
 
@@ -91,5 +96,13 @@ def test_build_context_holds_only_the_packages_and_their_metadata() -> None:
     ]
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    # launcher/: the operator's command in the image reads the launcher's settings.
-    assert allowed == {"pyproject.toml", "README.md", "worker", "launcher"}
+    # launcher/: the operator's command in the image reads the launcher's settings; tests/:
+    # the unit stage's only (the runtime stage copies none of it, see above).
+    assert allowed == {
+        "pyproject.toml",
+        "README.md",
+        "requirements.lock",
+        "worker",
+        "launcher",
+        "tests",
+    }

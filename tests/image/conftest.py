@@ -1,5 +1,9 @@
-"""Fixtures of the image tests: the image built once per session from the unmodified
-Dockerfile (scripts/image.py), and containers running its own command against moto."""
+"""Fixtures of the image tests: the image built once per session and Debian base from the
+unmodified Dockerfile (scripts/image.py), and containers running its own command against moto.
+
+Every image test runs on both bases: Debian 13 (the Dockerfile's default, Python 3.13,
+libnfs 5) and Debian 12 (`--build-arg BASE_IMAGE=debian:bookworm-slim`, Python 3.11, libnfs 4).
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,14 @@ from scripts import image as image_tool
 from tests.image.container import Hardening, ImageRun
 from tests.support.moto_server import MotoServer
 
-IMAGE = "localhost/spotdrain:test"
+IMAGE = "localhost/spotdrain:test"  # and a suffix: the suite
 REPORT: list[str] = []  # printed at the end of the run (pytest_terminal_summary)
 
 
 @dataclass(frozen=True)
 class BuiltImage:
     name: str
+    suite: str
     size: int
     build_seconds: float
     config: dict[str, Any]
@@ -36,17 +41,25 @@ def unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def image() -> BuiltImage:
+def require_image_tools() -> None:
     reason = unavailable()
     if reason:
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", params=image_tool.SUITES)
+def image(request: pytest.FixtureRequest) -> BuiltImage:
+    require_image_tools()
+    suite = str(request.param)
+    name = f"{IMAGE}-{suite}"
     started = time.monotonic()
-    image_tool.ensure_base()  # debootstrap when nothing is cached (about 40 s)
+    image_tool.ensure_base(suite)  # debootstrap when nothing is cached (about a minute)
     base_seconds = time.monotonic() - started
-    seconds = image_tool.build(IMAGE)
-    built = BuiltImage(IMAGE, image_tool.image_size(IMAGE), seconds, image_tool.image_config(IMAGE))
-    base_size = image_tool.image_size(image_tool.BASE_NAME)
+    seconds = image_tool.build(name, suite=suite)
+    built = BuiltImage(
+        name, suite, image_tool.image_size(name), seconds, image_tool.image_config(name)
+    )
+    base_size = image_tool.image_size(image_tool.base_name(suite))
     REPORT.append(
         f"image {built.name}: {built.size / 1e6:.0f} MB (base {base_size / 1e6:.0f} MB); "
         f"base ready in {base_seconds:.0f} s, image built in {seconds:.0f} s"

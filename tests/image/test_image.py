@@ -19,9 +19,10 @@ from typing import Any
 import boto3
 import pytest
 
+from scripts import image as image_tool
 from tests.conftest import QueueFactory, drain_all, first_message_id, serve_ganesha, unique
-from tests.deploy.documents import taskdef
-from tests.image.conftest import BuiltImage
+from tests.deploy.documents import ROOT, taskdef
+from tests.image.conftest import REPORT, BuiltImage, require_image_tools
 from tests.image.container import Hardening, ImageRun, run_in
 from tests.support.ganesha import Ganesha
 from tests.support.moto_server import MotoServer
@@ -79,6 +80,56 @@ def test_image_carries_the_csv_converter_compiled_in_its_build_stage(image: Buil
     probe = "from worker.csvconv import blocks; print(blocks.ACCELERATED)"
     result = run_in(image.name, ["python", "-c", probe])
     assert (result.returncode, result.stdout.strip()) == (0, "True"), result.stderr
+
+
+BASE_FACTS = {"trixie": ([3, 13], "libnfs.so.14"), "bookworm": ([3, 11], "libnfs.so.13")}
+
+
+def test_the_image_runs_its_bases_python_and_binds_its_bases_libnfs(image: BuiltImage) -> None:
+    probe = (
+        "import json, sys; from worker.adapters import libnfs; "
+        "print(json.dumps([list(sys.version_info[:2]), libnfs.library()._name]))"
+    )
+    result = run_in(image.name, ["python", "-c", probe])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == list(BASE_FACTS[image.suite])
+
+
+def test_the_image_holds_the_locked_versions_and_no_pypi_libnfs_binding(
+    image: BuiltImage,
+) -> None:
+    locked = {
+        name: version
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if (pin := line.split(" ", 1)[0]).count("==") == 1 and ";" not in line
+        for name, version in [pin.split("==")]
+    }
+    probe = (
+        "import importlib.metadata as m, importlib.util as u, json; "
+        f"print(json.dumps([{{n: m.version(n) for n in {sorted(locked)!r}}}, "
+        "u.find_spec('libnfs') is None]))"
+    )
+    result = run_in(image.name, ["python", "-c", probe])
+    assert result.returncode == 0, result.stderr
+    versions, no_binding = json.loads(result.stdout)
+    assert versions == locked
+    assert no_binding
+
+
+def test_the_unit_suite_passes_on_debian_13s_python_3_13() -> None:
+    """The Dockerfile's `unit` stage: the build stage's virtualenv, pytest and the tests."""
+    require_image_tools()
+    name = "localhost/spotdrain:unit"
+    seconds = image_tool.build(name, suite="trixie", target="unit")
+    suites = ["tests/unit", "tests/csv/test_core.py", "tests/csv/test_wide_records.py"]
+    version = run_in(name, ["/opt/spotdrain/bin/python", "-c", "import sys; print(sys.version)"])
+    assert version.stdout.startswith("3.13."), version.stdout
+    result = run_in(name, [*image_tool.command_of(name), *suites])
+    REPORT.append(
+        f"unit stage (Debian 13, Python {version.stdout.split()[0]}) built in "
+        f"{seconds:.0f} s: {result.stdout.strip().splitlines()[-1:]}"
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
 def test_worker_in_image_exits_2_naming_a_missing_queue_url(run_image: RunImage) -> None:
