@@ -32,16 +32,6 @@ COPY launcher ./launcher
 RUN /opt/spotdrain/bin/pip install --no-deps . \
  && /opt/spotdrain/bin/python -P -c "import worker.__main__, worker.ops.cli, worker.csvconv._fastcsv; from worker.adapters import libnfs; libnfs.library()"
 
-# ---- unit: the unit suite on this base's Python (tests/image builds it with --target) ----
-FROM build AS unit
-# The test tools are not locked: they never reach the runtime image.
-# hadolint ignore=DL3013
-RUN /opt/spotdrain/bin/pip install pytest pytest-timeout pytest-asyncio hypothesis
-COPY tests ./tests
-# The sources go: the tests must import the installed package, C converter included.
-RUN rm -rf worker launcher
-ENTRYPOINT ["/opt/spotdrain/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-
 # ---- venv: the virtualenv without pip and setuptools, which the runtime needs neither of ----
 FROM build AS venv
 RUN /opt/spotdrain/bin/python -m pip uninstall -y -q pip setuptools

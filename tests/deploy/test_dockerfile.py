@@ -58,8 +58,8 @@ def test_every_ignored_hadolint_rule_is_explained_by_a_comment() -> None:
 def test_base_image_is_debian_13_slim_by_default_and_overridable() -> None:
     assert instructions()[0] == ("ARG", "BASE_IMAGE=debian:trixie-slim")
     froms = [args for name, args in instructions() if name == "FROM"]
-    # build and runtime on the base; unit (tests) and venv (pip removed) on the build stage
-    assert froms == ["${BASE_IMAGE} AS build", "build AS unit", "build AS venv", "${BASE_IMAGE}"]
+    # build and runtime on the base; venv (the build's, pip removed) on the build stage
+    assert froms == ["${BASE_IMAGE} AS build", "build AS venv", "${BASE_IMAGE}"]
 
 
 def test_the_runtime_copies_only_the_virtualenv_never_the_tests() -> None:
@@ -96,13 +96,5 @@ def test_build_context_holds_only_the_packages_and_their_metadata() -> None:
     ]
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    # launcher/: the operator's command in the image reads the launcher's settings; tests/:
-    # the unit stage's only (the runtime stage copies none of it, see above).
-    assert allowed == {
-        "pyproject.toml",
-        "README.md",
-        "requirements.lock",
-        "worker",
-        "launcher",
-        "tests",
-    }
+    # launcher/: the operator's command in the image reads the launcher's settings.
+    assert allowed == {"pyproject.toml", "README.md", "requirements.lock", "worker", "launcher"}
