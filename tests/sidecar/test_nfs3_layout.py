@@ -57,6 +57,8 @@ CHECKS: list[tuple[str, int]] = [
     ("offsetof(WRITE3res, WRITE3res_u.resok.file_wcc)", nfs3.WriteRes.wcc.offset),
     ("offsetof(WRITE3res, WRITE3res_u.resok.count)", nfs3.WriteRes.count.offset),
     ("offsetof(WRITE3res, WRITE3res_u.resok.committed)", nfs3.WriteRes.committed.offset),
+    ("offsetof(READLINK3res, READLINK3res_u.resok.data)", nfs3.ReadlinkRes.data.offset),
+    ("sizeof(READLINK3args)", ctypes.sizeof(nfs3.Fh3)),
     ("offsetof(RENAME3args, to)", nfs3.RenameArgs.target.offset),
     ("sizeof(REMOVE3args)", ctypes.sizeof(nfs3.DirOpArgs3)),
     ("sizeof(GETATTR3args)", ctypes.sizeof(nfs3.Fh3)),

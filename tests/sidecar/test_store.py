@@ -24,6 +24,7 @@ from tests.sidecar.conftest import (
     temporaries,
 )
 from tests.support.ganesha import Ganesha
+from worker.adapters.beneath import LocalRoot
 from worker.adapters.files import write_beside
 from worker.adapters.localfs import LocalOps
 from worker.errors import PermanentError, RetryableError
@@ -140,7 +141,7 @@ class PausingOps(LocalOps):
     """Local file operations that stop halfway through writing until `resume` is set."""
 
     def __init__(self, root: str) -> None:
-        super().__init__(root)
+        super().__init__(LocalRoot(root, label="the test root"))
         self.halfway, self.resume = threading.Event(), threading.Event()
 
     def write_all(self, handle: int, data: bytes) -> None:

@@ -16,6 +16,7 @@ import ctypes.util
 import errno
 import functools
 import math
+import os
 from dataclasses import dataclass
 
 _P = ctypes.c_void_p
@@ -128,10 +129,12 @@ class NfsContext:
         if not handle:
             raise NfsError(errno.ENOMEM, "nfs_init_context failed")
         self._nfs: int | None = handle
+        self.export = "/"  # the export's path on the server, once mounted
         try:
             self._lib.nfs_set_timeout(handle, whole_seconds(timeout_ms))
             server, export = self._parse(url)
             self.check(self._lib.nfs_mount(handle, server, export), "mount")
+            self.export = os.fsdecode(export)
         except BaseException:
             self.close()
             raise

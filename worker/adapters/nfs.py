@@ -6,8 +6,10 @@ thread's next job mounts afresh (so a restarted server is picked up). The calls 
 ctypes, which releases the GIL, so the event loop never waits behind an NFS round trip.
 
 Sidecars are written by file handle (nfs3.py: four round trips once the directory's handle
-is cached for a few seconds, as kernel NFS clients cache lookups); a path through a symbolic
-link falls back to libnfs's path calls, which follow links.
+is cached for a few seconds, as kernel NFS clients cache lookups). Symbolic links on a path
+are followed only while they stay in the export (beneath.py). Where the export's root cannot
+be read (no handle walk from it), libnfs's path calls run instead; they refuse links out of
+the export themselves.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 
-from worker.adapters import libnfs
+from worker.adapters import beneath, libnfs
 from worker.adapters.files import (
     CONNECTION_ERRNOS,
     FileFacts,
@@ -44,14 +46,13 @@ CREATE_MODE = 0o644
 DIRECTORY_TTL_S = 3.0
 # What a removed or replaced directory's cached handle can produce.
 STALE_ERRNOS = frozenset({errno.ENOENT, errno.ESTALE, errno.ENOTDIR})
-
-
-class SymlinkOnPath(Exception):
-    """A path goes through a symbolic link: only libnfs's path calls follow links."""
+# What a directory looked up earlier stands for (only its type is ever read).
+DIRECTORY = Attributes(type=NF3DIR, size=0, mtime_ns=0, ctime_ns=0)
 
 
 class NfsOps:
-    """The FileOps of files.py by path on one libnfs context (follows symbolic links)."""
+    """The FileOps of files.py by path on one libnfs context (links are followed only inside
+    the export: libnfs answers ENOENT, "Symbolic link points outside export", to the rest)."""
 
     def __init__(self, context: libnfs.NfsContext) -> None:
         self._nfs = context
@@ -111,41 +112,66 @@ class DirectoryHandles:
 
 
 class HandleOps:
-    """The FileOps of files.py by handle: one NFS procedure per operation."""
+    """The FileOps of files.py by handle: one NFS procedure per operation.
 
-    def __init__(self, nfs: Nfs3, directories: DirectoryHandles) -> None:
+    A path is looked up from the export's root, one component at a time; a symbolic link on
+    the way is read (READLINK) and followed only while it stays in the export (beneath.py).
+    The final name of a create, rename or remove is never followed.
+    """
+
+    def __init__(self, nfs: Nfs3, directories: DirectoryHandles, *, export: str) -> None:
         self._nfs = nfs
         self._directories = directories
+        self._export = export
         self.used_cache = False
 
-    def _directory(self, parts: tuple[str, ...]) -> bytes:
-        if not parts:
-            return self._nfs.root
-        key = "/".join(parts)
-        cached = self._directories.get(key)
-        if cached is not None:
-            self.used_cache = True
-            return cached
-        handle, attributes = self._lookup(self._directory(parts[:-1]), parts[-1])
-        if attributes.type != NF3DIR:
-            raise libnfs.NfsError(errno.ENOTDIR, f"lookup: {key!r} is not a directory")
-        self._directories.put(key, handle)
-        return handle
+    def _resolve(self, path: tuple[str, ...], *, directory: bool) -> tuple[bytes, Attributes]:
+        """The handle of `path` and its attributes (only a file's are fresh: directories'
+        handles come from the cache when they can)."""
+        done: tuple[str, ...] = ()
+        handle, attributes = self._nfs.root, DIRECTORY
+        pending = list(path)
+        links = 0
+        while pending:
+            name = pending.pop(0)
+            here = (*done, name)
+            is_directory = directory or bool(pending)
+            cached = self._directories.get("/".join(here)) if is_directory else None
+            if cached is not None:
+                self.used_cache = True
+                done, handle, attributes = here, cached, DIRECTORY
+                continue
+            found, attributes = self._lookup(handle, name)
+            if attributes.type == NF3LNK:
+                links += 1
+                if links > beneath.MAX_LINKS:
+                    raise beneath.too_many_links("/".join(path))
+                target = os.fsdecode(self._nfs.readlink(found))
+                spliced = beneath.splice(done, target, self._export)
+                if spliced is None:
+                    raise beneath.leaves("/".join(path), "the export")
+                done, handle, pending = (), self._nfs.root, [*spliced, *pending]
+                continue
+            if is_directory:
+                if attributes.type != NF3DIR:
+                    key = "/".join(here)
+                    raise libnfs.NfsError(errno.ENOTDIR, f"lookup: {key!r} is not a directory")
+                self._directories.put("/".join(here), found)
+            done, handle = here, found
+        return handle, attributes
 
     def _lookup(self, directory: bytes, name: str) -> tuple[bytes, Attributes]:
         handle, attributes = self._nfs.lookup(directory, name.encode())
         if attributes is None:
             attributes = self._nfs.getattr(handle)
-        if attributes.type == NF3LNK:
-            raise SymlinkOnPath(name)
         return handle, attributes
 
     def _split(self, path: str) -> tuple[bytes, str]:
         *parents, name = path.split("/")
-        return self._directory(tuple(parents)), name
+        return self._resolve(tuple(parents), directory=True)[0], name
 
     def stat(self, path: str) -> FileFacts:
-        _, attributes = self._lookup(*self._split(path))
+        _, attributes = self._resolve(tuple(path.split("/")), directory=False)
         return FileFacts(
             size=attributes.size,
             mtime_ns=attributes.mtime_ns,
@@ -218,29 +244,24 @@ class NfsStore:
         try:
             if connection.raw is None:
                 return self._by_path(connection, place, render)
-            ops = HandleOps(connection.raw, self._directories)
-            try:
-                return self._write_with(ops, connection, place, render)
-            except JobError as exc:
-                if not (ops.used_cache and _cause_is(exc, STALE_ERRNOS)):
-                    raise
-            # A cached directory handle may be what failed (the directory was removed or
-            # replaced): forget them all and try once more with fresh lookups.
-            self._directories.forget()
-            ops = HandleOps(connection.raw, self._directories)
-            return self._write_with(ops, connection, place, render)
+            return self._by_handles(connection.raw, connection.context.export, place, render)
         except RetryableError as exc:
             if _cause_is(exc, CONNECTION_ERRNOS):
                 self._drop(connection)
             raise
 
-    def _write_with(
-        self, ops: HandleOps, connection: _Connection, place: Placement, render: Render
-    ) -> FileFacts:
+    def _by_handles(self, raw: Nfs3, export: str, place: Placement, render: Render) -> FileFacts:
+        ops = HandleOps(raw, self._directories, export=export)
         try:
             return write_beside(ops, place, render, identity=self.identity)
-        except SymlinkOnPath:  # raised while looking, before anything is written
-            return self._by_path(connection, place, render)
+        except JobError as exc:
+            if not (ops.used_cache and _cause_is(exc, STALE_ERRNOS)):
+                raise
+        # A cached directory handle may be what failed (the directory was removed or
+        # replaced): forget them all and try once more with fresh lookups.
+        self._directories.forget()
+        ops = HandleOps(raw, self._directories, export=export)
+        return write_beside(ops, place, render, identity=self.identity)
 
     def _by_path(self, connection: _Connection, place: Placement, render: Render) -> FileFacts:
         return write_beside(NfsOps(connection.context), place, render, identity=self.identity)

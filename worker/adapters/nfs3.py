@@ -112,6 +112,10 @@ class WriteRes(ctypes.Structure):
     )  # fmt: skip
 
 
+class ReadlinkRes(ctypes.Structure):
+    _fields_ = (("status", ctypes.c_int), ("attributes", PostOpAttr), ("data", _S))
+
+
 class RenameArgs(ctypes.Structure):
     _fields_ = (("source", DirOpArgs3), ("target", DirOpArgs3))
 
@@ -134,7 +138,7 @@ _RAW: dict[str, tuple[object, list[object]]] = {
     "rpc_get_error": (_S, [_P]),
     **{
         f"rpc_nfs3_{name}_async": (ctypes.c_int, [_P, CALLBACK, _P, _P])
-        for name in ("lookup", "getattr", "create", "write", "rename", "remove")
+        for name in ("lookup", "getattr", "readlink", "create", "write", "rename", "remove")
     },
 }
 
@@ -291,6 +295,14 @@ class Nfs3:
             return _attributes(ctypes.cast(data, ctypes.POINTER(GetattrRes)).contents.attributes)
 
         return self._call("getattr", _fh(handle), read)  # type: ignore[no-any-return]
+
+    def readlink(self, handle: bytes) -> bytes:
+        """READLINK: the target a symbolic link holds, as the server stores it."""
+
+        def read(data: int) -> bytes:
+            return ctypes.cast(data, ctypes.POINTER(ReadlinkRes)).contents.data or b""
+
+        return self._call("readlink", _fh(handle), read)  # type: ignore[no-any-return]
 
     def create_guarded(self, directory: bytes, name: bytes, mode: int) -> bytes | None:
         """CREATE, failing with EEXIST if `name` exists; the new handle when the server sends it."""
