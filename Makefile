@@ -1,5 +1,5 @@
 # The targets a contributor (and CI) runs. `make test` is what .ci/run calls.
-.PHONY: demo test lock lint typecheck unit bench-drain bench-refresh bench-csv bench-scale launcher-zip image clean
+.PHONY: demo test lock lint typecheck unit bench-drain bench-refresh bench-csv bench-scale launcher-zip image fuzz clean
 
 PY := .venv/bin/python
 
@@ -33,6 +33,12 @@ bench-scale:
 
 bench-csv:
 	$(PY) bench/csv.py
+
+# The C converter fuzzed under AddressSanitizer and UBSan (scripts/fuzz.py); FUZZ_SECONDS=600.
+FUZZ_SECONDS ?= 300
+fuzz:
+	scripts/bootstrap.sh test
+	$(PY) -m scripts.fuzz --seconds $(FUZZ_SECONDS)
 
 # The launcher Lambda's code: launcher/*.py alone (the runtime provides boto3).
 launcher-zip:
