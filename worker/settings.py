@@ -12,6 +12,7 @@ from worker.errors import ConfigError
 T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_RECORD_MB = 256  # the largest CSV_MAX_RECORD_MB: the exact path needs ~8x it in memory
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +31,8 @@ class CsvSettings:
     part_size: int = 8 * 1024 * 1024
     processes: int = 0  # conversion processes; 0 = one per CPU
     progress_seconds: float = 30.0  # a csv.progress line this often during a conversion
+    max_record_bytes: int = 16 * 1024 * 1024  # the longest record (or header) held in memory
+    max_columns: int = 100_000  # the widest header converted
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +150,8 @@ def _csv_settings(env: _Env) -> CsvSettings:
         part_size=env.integer("CSV_PART_SIZE_MB", 8, low=5, high=512) * 1024 * 1024,
         processes=env.integer("CSV_PROCESSES", 0, low=0, high=64),
         progress_seconds=env.number("CSV_PROGRESS_SECONDS", 30.0, low=0.1, high=86_400),
+        max_record_bytes=env.integer("CSV_MAX_RECORD_MB", 16, low=1, high=MAX_RECORD_MB) * 2**20,
+        max_columns=env.integer("CSV_MAX_COLUMNS", 100_000, low=1, high=10_000_000),
     )
 
 

@@ -101,7 +101,7 @@ def test_a_long_record_without_a_line_break_is_searched_once_not_once_per_chunk(
     scanned = Scanned(monkeypatch)
     size = 24 << 20
     data = b"id,text\n1," + b"x" * size + b"\n2,y\n"
-    records = convert(data, 256 * 1024)
+    records = convert(data, 256 * 1024, max_record_bytes=32 << 20)  # above the 16 MB default
     assert [r["id"] for r in records] == ["1", "2"]
     # Linear: every byte is searched a bounded number of times (a search per chunk over the
     # whole record, as before, would be about size x chunks / 2 = 1,200 x size).
@@ -114,6 +114,6 @@ def test_a_long_header_is_parsed_in_a_linear_number_of_characters(
     scanned = Scanned(monkeypatch)
     header = ",".join(f"h{n}" for n in range(600_000))  # about 4.6 MB
     data = (header + "\n" + ",".join("1" for _ in range(600_000)) + "\n").encode()
-    records = convert(data, 64 * 1024)
+    records = convert(data, 64 * 1024, max_columns=600_000)  # above the default 100,000
     assert len(records) == 1 and len(records[0]) == 600_000
     assert scanned.parsed <= 4 * len(data)

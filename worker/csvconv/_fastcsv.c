@@ -11,6 +11,9 @@
  *   check(data, delimiter) -> int
  *       -1 well-formed quoting, -2 malformed, else the offset of the field left open at the
  *       end of data (where its record starts is the caller's business).
+ *   wide_record(data, delimiter, limit) -> int
+ *       the offset of the first record with more than `limit` fields, or -1: a guard run
+ *       before the csv module, which would hold every field of such a record as an object.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -329,6 +332,45 @@ static PyObject *check(PyObject *self, PyObject *args) {
     return PyLong_FromSsize_t(verdict);
 }
 
+static PyObject *wide_record(PyObject *self, PyObject *args) {
+    Py_buffer data;
+    int delimiter;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "y*in", &data, &delimiter, &limit)) return NULL;
+    const unsigned char *d = data.buf;
+    const unsigned char delim = (unsigned char)delimiter;
+    Py_ssize_t n = data.len, p = 0, fields = 0, record = 0, found = -1;
+    Field f;
+    Py_BEGIN_ALLOW_THREADS
+    while (p < n) {
+        if (fields == 0 && (d[p] == '\n' || d[p] == '\r')) { /* a blank line */
+            p++;
+            record = p;
+            continue;
+        }
+        int rc = scan_field(d, n, &p, delim, &f);
+        if (rc == 2) break; /* open at the end: its record is not complete */
+        if (rc == 1) {      /* quoting the csv module reads leniently: on to the next separator */
+            while (p < n && d[p] != delim && d[p] != '\n' && d[p] != '\r') p++;
+        }
+        if (++fields > limit) {
+            found = record;
+            break;
+        }
+        if (p >= n) break;
+        if (d[p] == delim) {
+            p++;
+            continue;
+        }
+        p += (d[p] == '\r' && p + 1 < n && d[p + 1] == '\n') ? 2 : 1;
+        fields = 0;
+        record = p;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    return PyLong_FromSsize_t(found);
+}
+
 /* Offset of the first byte that is not part of well-formed UTF-8 (Unicode table 3-7, the
    sequences Python's strict decoder accepts), or -1 when all of it is. */
 static Py_ssize_t utf8_error(const unsigned char *d, Py_ssize_t n) {
@@ -381,6 +423,8 @@ static PyMethodDef methods[] = {
     {"utf8_error", utf8_check, METH_VARARGS, "utf8_error(data) -> offset of bad UTF-8 or -1"},
     {"convert", convert, METH_VARARGS, "convert(data, delimiter, keys, row_separator, typed)"},
     {"check", check, METH_VARARGS, "check(data, delimiter) -> -1 | -2 | open field offset"},
+    {"wide_record", wide_record, METH_VARARGS,
+     "wide_record(data, delimiter, limit) -> offset of a record wider than limit, or -1"},
     {NULL, NULL, 0, NULL},
 };
 

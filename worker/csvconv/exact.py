@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,8 +16,8 @@ from worker.csvconv.options import Layout
 from worker.csvconv.values import inferred, json_string
 from worker.errors import PermanentError
 
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-csv.field_size_limit(MAX_RECORD_BYTES)
+# The framer bounds every record (CsvOptions.max_record_bytes) before the csv module sees it.
+csv.field_size_limit(sys.maxsize)
 
 
 class BadCsv(PermanentError):

@@ -11,7 +11,7 @@ import codecs
 
 from worker.csvconv import blocks, exact
 from worker.csvconv.blocks import Frame
-from worker.csvconv.exact import MAX_RECORD_BYTES, BadCsv
+from worker.csvconv.exact import BadCsv
 from worker.csvconv.options import CsvOptions, Layout, header_keys, sniff_delimiter
 
 BLOCK_BYTES = 1024 * 1024
@@ -102,29 +102,42 @@ class Framer:
 
     def _read_header(self, *, final: bool) -> bool:
         """Sniff and read the header once enough input is there; False while it is not."""
+        limit = self._options.max_record_bytes
         while True:
             window = self._header_window
             if len(self._buf) < window and not final:
                 return False
             whole = len(self._buf) <= window
-            text = self._text(bytes(self._buf[:window]), final=final and whole)
-            exact.check_text(text, self._line)
-            delimiter = self._options.delimiter
-            if delimiter == "auto":
-                delimiter = sniff_delimiter(text[:SNIFF_BYTES])
-            records = exact.read_records(
-                text, delimiter, first_line=self._line, final=final and whole, limit=1
-            )
-            if records.rows:
-                break
-            if whole and final:
-                self.empty = True
-                return True
-            if window > MAX_RECORD_BYTES:
-                raise BadCsv(
-                    f"line {self._line}: the header is longer than {MAX_RECORD_BYTES} bytes"
+            # No line break yet: no header can be complete, so none is parsed (a header
+            # with no end would otherwise be parsed again at every doubling).
+            if not (final and whole) and _last_line_end(self._buf, window) == 0:
+                records = None
+            else:
+                text = self._text(bytes(self._buf[:window]), final=final and whole)
+                exact.check_text(text, self._line)
+                delimiter = self._options.delimiter
+                if delimiter == "auto":
+                    delimiter = sniff_delimiter(text[:SNIFF_BYTES])
+                records = exact.read_records(
+                    text, delimiter, first_line=self._line, final=final and whole, limit=1
                 )
-            self._header_window *= 2
+                if records.rows:
+                    break
+                if whole and final:
+                    self.empty = True
+                    return True
+            if window >= limit:
+                raise BadCsv(
+                    f"line {self._line}: the header is longer than {_mb(limit)}"
+                    " (CSV_MAX_RECORD_MB)"
+                )
+            self._header_window = min(window * 2, limit)
+        columns = len(records.rows[0][1])
+        if columns > self._options.max_columns:
+            raise BadCsv(
+                f"line {self._line}: the header has {columns} columns, more than"
+                f" CSV_MAX_COLUMNS ({self._options.max_columns})"
+            )
         del self._buf[: len(text[: records.chars].encode("utf-8"))]
         self._line += records.lines
         self.layout = Layout(
@@ -133,6 +146,7 @@ class Framer:
             typed=self._options.infer_types,
             ragged=self._options.ragged,
             row_separator=b"\n" if self._options.output_format == "ndjson" else b",\n",
+            max_fields=self._options.max_columns,
         )
         return True
 
@@ -164,17 +178,18 @@ class Framer:
             if window < size:
                 window = min(size, window * 2)
                 continue
-            if size > MAX_RECORD_BYTES:
+            if size > self._options.max_record_bytes:
                 raise BadCsv(
-                    f"line {self._line}: a record longer than {MAX_RECORD_BYTES} bytes "
-                    "(an unbalanced quote?)"
+                    f"line {self._line}: a record longer than"
+                    f" {_mb(self._options.max_record_bytes)} (CSV_MAX_RECORD_MB; an unbalanced"
+                    " quote, or no line breaks?)"
                 )
             return None
         data = bytes(self._buf[:cut])
         del self._buf[:cut]
         self._no_break = 0
         first_line = self._line
-        self._line += _count_lines(data)
+        self._line += blocks.count_lines(data)
         final = final and not self._buf
         padded = not is_exact and not data.endswith((b"\n", b"\r"))
         if padded:
@@ -234,8 +249,7 @@ def _boundary_before(buf: bytearray, limit: int) -> int:
     return 0
 
 
-def _count_lines(data: bytes) -> int:
-    lines = data.count(b"\n")
-    if b"\r" in data:
-        lines += data.count(b"\r") - data.count(b"\r\n")
-    return lines
+def _mb(size: int) -> str:
+    return f"{size / 2**20:g} MB"
+
+

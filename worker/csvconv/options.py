@@ -24,6 +24,11 @@ class CsvOptions:
     infer_types: bool = False
     ragged: Ragged = "error"
     output_format: Literal["ndjson", "json"] = "ndjson"
+    # Memory bounds against hostile input: the framer holds one record at most this long
+    # (the csv module's exact path needs up to 8 bytes per character of it: the bound must
+    # stay small), and refuses headers wider than max_columns.
+    max_record_bytes: int = 16 * 1024 * 1024
+    max_columns: int = 100_000
 
     @property
     def utf8(self) -> bool:
@@ -40,6 +45,7 @@ class Layout:
     typed: bool
     ragged: Ragged
     row_separator: bytes  # between two rows of one frame: b"\n" (ndjson) or b",\n" (json)
+    max_fields: int = 100_000  # a record wider than this is refused before it is parsed
 
     def key_json(self, index: int) -> bytes:
         return json_string(self.keys[index]).encode("utf-8")

@@ -66,6 +66,8 @@ def options_of(csv: CsvSettings) -> CsvOptions:
         infer_types=csv.infer_types,
         ragged=csv.ragged,
         output_format=csv.output_format,
+        max_record_bytes=csv.max_record_bytes,
+        max_columns=csv.max_columns,
     )
 
 
