@@ -6,6 +6,7 @@ Each property feeds the extension random or structured bytes (quotes, CR/LF mixe
 invalid UTF-8, huge fields, many columns) and compares what it says with Python's own answer:
 - `convert` declines a frame or renders exactly what the csv module path renders;
 - `check` finds the same quoting verdict as a plain reading of RFC 4180;
+- `wide_record` finds the first record wider than a limit where the csv module does;
 - `utf8_error` finds the first byte Python's strict decoder rejects;
 - a whole document converts to the same bytes (or the same error) however it is framed.
 """
@@ -158,6 +159,25 @@ def quoting_verdict(data: bytes, delimiter: bytes) -> int:
     return -1
 
 
+def wide_record_counts_fields_as_the_csv_module(data: bytes, delimiter: str, limit: int) -> None:
+    """On well-formed quoting, the guard finds a record wider than `limit` exactly when the
+    csv module reads one, and points at where that record starts; on any input, no crash."""
+    found = _fastcsv().wide_record(data, ord(delimiter), limit)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    if _fastcsv().check(data, ord(delimiter)) != -1 or "\x00" in text:
+        return  # malformed quoting: the guard counts leniently, only memory is at stake
+    records = exact.read_records(text, delimiter, first_line=1, final=True)
+    wide = [line for line, fields in records.rows if len(fields) > limit]
+    if not wide:
+        assert found == -1
+        return
+    assert found >= 0
+    assert 1 + blocks.count_lines(data[:found]) == wide[0]
+
+
 def utf8_error_matches_python(data: bytes) -> None:
     try:
         data.decode("utf-8")
@@ -186,6 +206,7 @@ Property = Callable[..., None]
 PROPERTIES: dict[str, tuple[Property, tuple[st.SearchStrategy[Any], ...]]] = {
     "convert": (convert_matches_the_csv_module, (inputs(), st.booleans())),
     "check": (check_matches_rfc_4180, (inputs(),)),
+    "wide": (wide_record_counts_fields_as_the_csv_module, (inputs(), st.integers(0, 12))),
     "utf8": (utf8_error_matches_python, (st.one_of(documents().map(lambda d: d[0]), st.binary()),)),
     "framing": (framing_never_changes_the_document, (documents(), st.booleans())),
 }
