@@ -102,12 +102,13 @@ def parent(args: argparse.Namespace) -> int:
         command += ["--seconds", str(args.seconds), "--seed", str(args.seed)]
         command += ["--only", *args.only] if args.only else []
         command += ["--canary"] if args.canary else []
+        command += ["--findings", str(Path(args.findings).resolve())]
         env = child_environment(extension, sanitize=not args.no_sanitize)
         started = time.monotonic()
         child = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
         summary = _summary(child.stdout)
         if child.returncode != 0 and summary is None:
-            summary = {"executions": {}, "findings": [_crash(child, last_input)]}
+            summary = {"executions": {}, "findings": [_crash(child, last_input, args.findings)]}
         assert summary is not None
         summary["seconds"] = round(time.monotonic() - started, 1)
         summary["sanitizers"] = SANITIZERS if not args.no_sanitize else "none"
@@ -125,7 +126,9 @@ def _summary(stdout: str) -> dict[str, Any] | None:
     return None
 
 
-def _crash(child: subprocess.CompletedProcess[str], last_input: Path) -> dict[str, Any]:
+def _crash(
+    child: subprocess.CompletedProcess[str], last_input: Path, findings: str
+) -> dict[str, Any]:
     report = [line for line in child.stderr.splitlines() if line.strip()]
     headline = next((line for line in report if "ERROR:" in line or "runtime error" in line), "")
     finding: dict[str, Any] = {
@@ -135,7 +138,8 @@ def _crash(child: subprocess.CompletedProcess[str], last_input: Path) -> dict[st
     }
     if last_input.exists():
         name, arguments = pickle.loads(last_input.read_bytes())
-        finding.update(property=name, input=repr(arguments)[:2000])
+        kept = _keep(last_input, Path(findings), name)
+        finding.update(property=name, input=str(kept), example=repr(arguments)[:2000])
     return finding
 
 
@@ -184,13 +188,24 @@ def child(args: argparse.Namespace) -> int:
                 failed.add(name)
                 notes = "\n".join(getattr(exc, "__notes__", []))
                 error, example = repr(exc)[:2000], notes[:4000]
+                record.flush()  # Hypothesis ran the shrunk example last: keep it
+                kept = _keep(Path(args.child), Path(args.findings), name)
                 findings.append(
-                    {"kind": "property", "property": name, "error": error, "example": example}
-                )
+                    {"kind": "property", "property": name, "error": error, "example": example,
+                     "input": str(kept)}
+                )  # fmt: skip
         rounds += 1
     record.close()
     print(json.dumps({"executions": counts, "rounds": rounds, "findings": findings}))
     return 0
+
+
+def _keep(recorded: Path, directory: Path, name: str) -> Path:
+    """Copy the input just run to `directory` (a pickle of (property, arguments))."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kept = directory / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}.pickle"
+    kept.write_bytes(recorded.read_bytes())
+    return kept
 
 
 def _recorded(name: str, function: Any, record: Any, counts: dict[str, int]) -> Any:
@@ -225,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--no-sanitize", action="store_true", help="plain build (faster)")
     parser.add_argument("--canary", action="store_true", help="overflow on purpose, then stop")
+    parser.add_argument(
+        "--findings", default=".fuzz-findings", help="where failing inputs are kept (pickles)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return child(args) if args.child else parent(args)

@@ -46,26 +46,36 @@ class Converted:
 
 def convert_frame(layout: Layout, frame: Frame) -> Converted:
     """The JSON rows of one frame; BadCsv (naming the line) when it cannot be converted, or
-    Reframe when the framer's cheap cut turned out to split a record."""
+    Reframe when the framer's cheap cut turned out to split a record.
+
+    A frame holding several errors reports the first in the file, so the reason never
+    depends on where frames were cut (bytes are validated, and NUL and wide records found,
+    before anything is parsed: each such error checks the records before it).
+    """
     try:
         text = _validated(frame.data)
     except UnicodeDecodeError as exc:
-        line = frame.first_line + exact.count_lines(
-            frame.data[: exc.start].decode("utf-8", "replace")
-        )
+        before = frame.data[: exc.start].decode("utf-8")
+        line = frame.first_line + exact.count_lines(before)
         bad = frame.data[exc.start : exc.end]
-        raise BadCsv(
+        undecodable = BadCsv(
             f"line {line}: bytes {bad!r} are not valid {frame.encoding} "
             "(set CSV_ENCODING for other encodings)"
-        ) from None
+        )
+        raise _first_error(layout, frame, before, undecodable) from None
     if not frame.exact and frame.data.endswith((b"\n", b"\r")):
         fast = fast_convert(layout, frame.data)
         if fast is not None:
             return Converted(fast[0], fast[1])
-    _refuse_wide(layout, frame)
+    wide = _wide_record(layout, frame)
+    if wide is not None:
+        at, error = wide
+        raise _first_error(layout, frame, frame.data[:at].decode("utf-8"), error)
     if text is None:
         text = frame.data.decode("utf-8")
-    exact.check_text(text, frame.first_line)
+    if "\0" in text:
+        before = text[: text.find("\0")]
+        raise _first_error(layout, frame, before, exact.nul_error(before, frame.first_line))
     final = frame.final or frame.exact
     records = exact.read_records(text, layout.delimiter, first_line=frame.first_line, final=final)
     if records.chars < len(text):
@@ -74,16 +84,34 @@ def convert_frame(layout: Layout, frame: Frame) -> Converted:
     return Converted(output, rows)
 
 
-def _refuse_wide(layout: Layout, frame: Frame) -> None:
-    """BadCsv for a record with more fields than CSV_MAX_COLUMNS, found before the csv module
-    would hold each of them as an object (16 MB of short fields: 300 MB of memory)."""
+def _first_error(layout: Layout, frame: Frame, before: str, error: BadCsv) -> BadCsv:
+    """`error`, found where the text `before` ends, unless the records before it hold an
+    earlier one."""
+    if "\0" in before:
+        before = before[: before.find("\0")]
+        error = exact.nul_error(before, frame.first_line)
+    try:
+        records = exact.read_records(
+            before, layout.delimiter, first_line=frame.first_line, final=False
+        )
+        exact.render_rows(layout, records.rows)
+    except BadCsv as earlier:
+        return earlier
+    return error
+
+
+def _wide_record(layout: Layout, frame: Frame) -> tuple[int, BadCsv] | None:
+    """Where a record with more fields than CSV_MAX_COLUMNS starts, and its error: found
+    before the csv module would hold each field as an object (16 MB of short fields would
+    take 300 MB of memory)."""
     if not (ACCELERATED and _fastcsv is not None):
-        return
+        return None
     limit = max(layout.max_fields, len(layout.keys))
     at: int = _fastcsv.wide_record(frame.data, ord(layout.delimiter), limit)
-    if at >= 0:
-        line = frame.first_line + count_lines(frame.data[:at])
-        raise BadCsv(f"line {line}: a record with more than {limit} fields (CSV_MAX_COLUMNS)")
+    if at < 0:
+        return None
+    line = frame.first_line + count_lines(frame.data[:at])
+    return at, BadCsv(f"line {line}: a record with more than {limit} fields (CSV_MAX_COLUMNS)")
 
 
 def count_lines(data: bytes) -> int:

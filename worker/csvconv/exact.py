@@ -93,8 +93,13 @@ def check_text(text: str, first_line: int) -> None:
     """Refuse NUL characters: they mark a binary file, never a text CSV."""
     position = text.find("\0")
     if position >= 0:
-        line = first_line + count_lines(text[:position])
-        raise BadCsv(f"line {line}: a NUL character; this is not a text CSV file")
+        raise nul_error(text[:position], first_line)
+
+
+def nul_error(before: str, first_line: int) -> BadCsv:
+    """The error of a NUL character that follows the text `before`."""
+    line = first_line + count_lines(before)
+    return BadCsv(f"line {line}: a NUL character; this is not a text CSV file")
 
 
 def count_lines(text: str) -> int:

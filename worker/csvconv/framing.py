@@ -113,16 +113,20 @@ class Framer:
             if not (final and whole) and _last_line_end(self._buf, window) == 0:
                 records = None
             else:
-                text = self._text(bytes(self._buf[:window]), final=final and whole)
-                exact.check_text(text, self._line)
+                # Bad bytes or a NUL after the header are the body's to report, in order.
+                text, undecodable = self._text(bytes(self._buf[:window]), final=final and whole)
                 delimiter = self._options.delimiter
                 if delimiter == "auto":
                     delimiter = sniff_delimiter(text[:SNIFF_BYTES])
+                complete = final and whole and undecodable is None
                 records = exact.read_records(
-                    text, delimiter, first_line=self._line, final=final and whole, limit=1
+                    text, delimiter, first_line=self._line, final=complete, limit=1
                 )
+                exact.check_text(text[: records.chars] if records.rows else text, self._line)
                 if records.rows:
                     break
+                if undecodable is not None:
+                    raise undecodable
                 if whole and final:
                     self.empty = True
                     return True
@@ -150,18 +154,20 @@ class Framer:
         )
         return True
 
-    def _text(self, data: bytes, *, final: bool) -> str:
-        """Decode a window of the buffer; a character cut at its end waits for the next one."""
+    def _text(self, data: bytes, *, final: bool) -> tuple[str, BadCsv | None]:
+        """Decode a window of the buffer: the text up to any bad bytes, and their error. A
+        character cut at the window's end waits for the next window."""
         try:
-            return data.decode("utf-8")
+            return data.decode("utf-8"), None
         except UnicodeDecodeError as exc:
+            text = data[: exc.start].decode("utf-8")
             if not final and exc.reason == "unexpected end of data":
-                return data[: exc.start].decode("utf-8")
-            line = self._line + exact.count_lines(data[: exc.start].decode("utf-8", "replace"))
-            raise BadCsv(
+                return text, None
+            line = self._line + exact.count_lines(text)
+            return text, BadCsv(
                 f"line {line}: bytes {data[exc.start : exc.end]!r} are not valid "
                 f"{self._options.encoding} (set CSV_ENCODING for other encodings)"
-            ) from None
+            )
 
     # -- body ------------------------------------------------------------------------------
 
