@@ -47,6 +47,8 @@ OPTIONS: dict[str, str] = {
     "CSV_RAGGED": "rows with the wrong field count: error, pad or truncate (default error)",
     "CSV_PART_SIZE_MB": "multipart upload part size in MiB, 5 to 512 (default 8)",
     "CSV_PROCESSES": "processes converting CSV frames; 0 = one per CPU (default 0)",
+    "CSV_MAX_RECORD_MB": "longest CSV record or header held in memory, 1 to 256 (default 16)",
+    "CSV_MAX_COLUMNS": "widest CSV header, and most fields in any record (default 100000)",
     "CSV_PROGRESS_SECONDS": "a csv.progress log line this often during a conversion (default 30)",
     "SIDECAR_NFS_URL": "nfs://HOST/EXPORT[?options]: write sidecars through libnfs",
     "SIDECAR_ROOT": "a mounted directory to write sidecars in instead",

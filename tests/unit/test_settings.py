@@ -22,6 +22,7 @@ def test_defaults_follow_the_contract():
     assert s.csv.suffixes == (".csv",) and s.csv.output_prefix == "converted/"
     assert s.csv.output_format == "ndjson" and s.csv.infer_types is False
     assert s.refresh.window_seconds == 30 and s.refresh.table is None
+    assert (s.csv.max_record_bytes, s.csv.max_columns) == (16 * 2**20, 100_000)
 
 
 def test_values_are_read_and_normalised():
@@ -33,8 +34,11 @@ def test_values_are_read_and_normalised():
             "LOG_LEVEL": "debug",
             "CSV_INFER_TYPES": "TRUE",
             "WORKER_IDLE_EXIT_SECONDS": "0",
+            "CSV_MAX_RECORD_MB": "64",
+            "CSV_MAX_COLUMNS": "1000000",
         }
     )
+    assert (s.csv.max_record_bytes, s.csv.max_columns) == (64 * 2**20, 1_000_000)
     assert s.concurrency == 40 and s.receivers == 4
     assert s.csv.suffixes == (".csv", ".tsv")
     assert s.log_level == "DEBUG" and s.csv.infer_types is True
@@ -61,6 +65,9 @@ def test_values_are_read_and_normalised():
         ("CSV_SUFFIXES", " , "),
         ("SIDECAR_NFS_URL", "http://host/export"),
         ("REFRESH_WINDOW_SECONDS", "0"),
+        ("CSV_MAX_RECORD_MB", "0"),
+        ("CSV_MAX_RECORD_MB", "257"),
+        ("CSV_MAX_COLUMNS", "0"),
     ],
 )
 def test_an_invalid_value_is_a_config_error_naming_its_variable(variable: str, value: str):
