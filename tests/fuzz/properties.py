@@ -14,7 +14,6 @@ invalid UTF-8, huge fields, many columns) and compares what it says with Python'
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -128,35 +127,9 @@ def convert_matches_the_csv_module(data: bytes, delimiter: str, typed: bool) -> 
 
 
 def check_matches_rfc_4180(data: bytes, delimiter: str) -> None:
-    assert _fastcsv().check(data, ord(delimiter)) == quoting_verdict(data, delimiter.encode())
-
-
-def quoting_verdict(data: bytes, delimiter: bytes) -> int:
-    """-1 well-formed, -2 malformed, else the offset of the quoted field open at the end."""
-    i, n = 0, len(data)
-    breaks = (b"\n", b"\r")
-    while i < n:
-        if data[i : i + 1] == b'"':
-            opening, i = i, i + 1
-            while True:
-                close = data.find(b'"', i)
-                if close < 0:
-                    return opening
-                if data[close + 1 : close + 2] == b'"':
-                    i = close + 2
-                    continue
-                i = close + 1
-                if i < n and data[i : i + 1] not in (delimiter, *breaks):
-                    return -2
-                break
-        else:
-            stop = re.compile(b"[" + re.escape(delimiter) + b'\r\n"]').search(data, i)
-            i = n if stop is None else stop.start()
-            if i < n and data[i : i + 1] == b'"':
-                return -2
-        if i < n:
-            i += 2 if data[i : i + 2] == b"\r\n" else 1
-    return -1
+    assert _fastcsv().check(data, ord(delimiter)) == blocks.quoting_verdict(
+        data, delimiter.encode()
+    )
 
 
 def wide_record_counts_fields_as_the_csv_module(data: bytes, delimiter: str, limit: int) -> None:

@@ -4,8 +4,8 @@ Pieces, in the order data flows through them:
     options.py   what a conversion is asked to do; header key naming; delimiter sniffing
     framing.py   bytes in -> header + frames that start and end on record boundaries
     blocks.py    one frame -> JSON rows: the fast path, else the exact csv-module path
-    _fastcsv.c   the fast path in one C pass (an optional extension, built at install)
-    fastpath.py  its numpy twin, used when the extension is not built (no object per field)
+    _fastcsv.c   the fast path in one C pass (an optional extension, built at install; the
+                 image always has it, and without it the csv module converts every frame)
     exact.py     the reference conversion through Python's csv module
     values.py    the lossless type-inference rules
     stream.py    ordering of frames and outputs; a synchronous driver for files

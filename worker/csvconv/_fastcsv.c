@@ -1,7 +1,7 @@
 /* The csv job's frame converter in C: one pass from well-formed CSV to JSON rows.
  *
- * It implements exactly the rules of fastpath.py (its pure numpy twin, used when this
- * module is not built) and declines, by returning None, every frame those rules decline:
+ * It renders exactly what the csv module path (exact.py, values.py) renders, and declines,
+ * by returning None, every frame it cannot take in one pass:
  * a quote that is not RFC 4180 quoting, a record whose field count differs from the header,
  * a NUL byte, a frame that does not end with a line break. The exact path (Python's csv
  * module) then takes the frame, so nothing here decides an unusual case.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import re
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -14,12 +15,13 @@ from worker.csvconv.options import Layout
 _fastcsv: ModuleType | None
 try:
     _fastcsv = importlib.import_module("worker.csvconv._fastcsv")
-except ImportError:  # not built (no C compiler at install): the numpy twin does the same
+except ImportError:  # not built (no C compiler at install): the csv module does it all
     _fastcsv = None
 
-# Whether frames go through the C converter; tests turn it off to check the numpy twin.
+# Whether frames go through the C converter; tests turn it off to check the csv-module path.
 ACCELERATED = _fastcsv is not None
 OK, MALFORMED = -1, -2  # quote_check's verdicts; any other value is an offset
+QUOTE = ord('"')
 
 
 @dataclass(frozen=True)
@@ -123,15 +125,14 @@ def count_lines(data: bytes) -> int:
 
 
 def fast_convert(layout: Layout, data: bytes) -> tuple[bytes, int] | None:
-    """The fast path (C, else numpy): JSON rows of a well-formed frame, or None."""
-    if ACCELERATED and _fastcsv is not None:
-        result: tuple[bytes, int] | None = _fastcsv.convert(
-            data, ord(layout.delimiter), _keys(layout), layout.row_separator, layout.typed
-        )
-        return result
-    from worker.csvconv import fastpath  # numpy is imported only when it is needed
-
-    return fastpath.convert(layout, data)
+    """The C converter's JSON rows of a well-formed frame; None when it declines the frame,
+    or is not built (then the csv module converts every frame)."""
+    if not (ACCELERATED and _fastcsv is not None):
+        return None
+    result: tuple[bytes, int] | None = _fastcsv.convert(
+        data, ord(layout.delimiter), _keys(layout), layout.row_separator, layout.typed
+    )
+    return result
 
 
 def quote_check(data: bytes, delimiter: str) -> int:
@@ -139,9 +140,37 @@ def quote_check(data: bytes, delimiter: str) -> int:
     if ACCELERATED and _fastcsv is not None:
         verdict: int = _fastcsv.check(data, ord(delimiter))
         return verdict
-    from worker.csvconv import fastpath
+    return quoting_verdict(data, delimiter.encode())
 
-    return fastpath.quote_check(data, delimiter)
+
+def quoting_verdict(data: bytes, delimiter: bytes) -> int:
+    """The C converter's `check` in Python (where it is not built; the fuzz run compares the
+    two): OK when every quote is RFC 4180 quoting, MALFORMED when one is not, or else the
+    offset where the quoted field still open at the end of `data` starts."""
+    stop = re.compile(b"[" + re.escape(delimiter) + b'\r\n"]')
+    i, n = 0, len(data)
+    while i < n:
+        if data[i] == QUOTE:
+            opening, i = i, i + 1
+            while True:
+                close = data.find(b'"', i)
+                if close < 0:
+                    return opening
+                if data[close + 1 : close + 2] == b'"':
+                    i = close + 2
+                    continue
+                i = close + 1
+                if i < n and data[i : i + 1] not in (delimiter, b"\n", b"\r"):
+                    return MALFORMED
+                break
+        else:
+            found = stop.search(data, i)
+            i = n if found is None else found.start()
+            if i < n and data[i] == QUOTE:
+                return MALFORMED
+        if i < n:
+            i += 2 if data[i : i + 2] == b"\r\n" else 1
+    return OK
 
 
 @functools.lru_cache(maxsize=64)

@@ -22,6 +22,7 @@ import structlog
 from worker.adapters.aws import AwsClients
 from worker.adapters.s3 import S3, ObjectInfo, OutputWriter
 from worker.adapters.sqs import Queue
+from worker.csvconv import blocks
 from worker.csvconv.options import CsvOptions
 from worker.csvconv.pool import FramePool, default_processes, return_large_buffers
 from worker.csvconv.stream import Conversion, run_here
@@ -237,9 +238,7 @@ class CsvJob:
             return None  # the upload completed but its tagging did not: convert again
         return int(tags["rows"]), int(tags.get("columns", 0)), output.size
 
-    async def _convert(
-        self, source: ObjectInfo, writer: OutputWriter, waits: Waits
-    ) -> Conversion:
+    async def _convert(self, source: ObjectInfo, writer: OutputWriter, waits: Waits) -> Conversion:
         small = source.size <= SMALL_OBJECT
         conversion = Conversion(
             self._options,
@@ -328,6 +327,8 @@ async def create(
     if csv.result_queue_url:
         results = Queue(await clients.get("sqs"), csv.result_queue_url)
         await results.check("CSV_RESULT_QUEUE_URL")
+    if not blocks.ACCELERATED:
+        log.warning("csv.no_c_converter", detail="the csv module converts every frame, ~10x slower")
     return_large_buffers()
     pool = FramePool(csv.processes or default_processes())
     stack.push_async_callback(asyncio.to_thread, pool.close)
