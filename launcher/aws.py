@@ -8,6 +8,11 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.retries.standard import (
+    RetryContext,
+    ThrottledRetryableChecker,
+    TransientRetryableChecker,
+)
 
 # botocore still defaults to the `legacy` retry mode; `standard` retries throttling and 5xx
 # answers with backoff before an error reaches our own fallback logic.
@@ -17,20 +22,18 @@ CLIENT_CONFIG = Config(
     read_timeout=20,
 )
 
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "KmsThrottled",
-    }
-)
+# Throttling and transient failures as botocore's standard retry mode decides them (its own
+# checkers, so the codes never drift from the SDK's); server faults besides, by their codes
+# (a batch entry's failure has no HTTP status).
+_THROTTLED = ThrottledRetryableChecker()
+_TRANSIENT = TransientRetryableChecker()
 _SERVER_CODES = frozenset(
     {"InternalError", "InternalFailure", "ServiceUnavailable", "ServerException"}
 )
+
+
+def _checks(checker: ThrottledRetryableChecker | TransientRetryableChecker, code: str) -> bool:
+    return bool(checker.is_retryable(RetryContext(1, parsed_response={"Error": {"Code": code}})))
 
 
 def clients() -> tuple[Any, Any]:
@@ -55,7 +58,7 @@ def short_code(code: str) -> str:
 
 
 def is_throttling(exc: BaseException) -> bool:
-    return error_code(exc) in THROTTLING_CODES
+    return _checks(_THROTTLED, error_code(exc))
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -68,7 +71,8 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_transient_code(code: str) -> bool:
     """An error code (as in a batch entry's failure) that names throttling or a server fault."""
-    return short_code(code) in THROTTLING_CODES or short_code(code) in _SERVER_CODES
+    short = short_code(code)
+    return _checks(_THROTTLED, short) or _checks(_TRANSIENT, short) or short in _SERVER_CODES
 
 
 def describe(exc: BaseException) -> str:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 from botocore.exceptions import ClientError
 
-from worker.adapters.s3 import _fail
+from worker.adapters.aws_errors import mapped
+from worker.adapters.s3 import _meaning
 from worker.csvconv.blocks import Frame
 from worker.csvconv.exact import BadCsv
 from worker.csvconv.options import Layout
@@ -79,6 +80,7 @@ def client_error(code: str, status: int) -> ClientError:
 def test_s3_errors_are_permanent_or_retried_by_their_nature(
     code: str, status: int, kind: type[Exception]
 ) -> None:
-    error = _fail(client_error(code, status), "GetObject s3://b/k")
-    assert type(error) is kind
-    assert "s3://b/k" in str(error)
+    with pytest.raises(kind) as caught, mapped("GetObject s3://b/k", _meaning):
+        raise client_error(code, status)
+    assert type(caught.value) is kind
+    assert "s3://b/k" in str(caught.value)

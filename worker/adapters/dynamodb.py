@@ -8,9 +8,9 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from worker.adapters.aws_errors import error_code, translate
+from worker.adapters.aws_errors import error_code, mapped
 from worker.errors import ConfigError
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
@@ -36,16 +36,14 @@ class Table:
 
     async def check(self, option: str) -> None:
         """ConfigError naming `option` unless the table exists with a string key `self._key`."""
-        try:
+
+        def missing(exc: ClientError, what: str) -> ConfigError | None:
+            if error_code(exc) != "ResourceNotFoundException":
+                return None
+            return ConfigError(option, f"names a table that does not exist: {self.name}")
+
+        with mapped("DescribeTable", missing):
             response = await self._client.describe_table(TableName=self.name)
-        except ClientError as exc:
-            if error_code(exc) == "ResourceNotFoundException":
-                raise ConfigError(
-                    option, f"names a table that does not exist: {self.name}"
-                ) from None
-            raise translate(exc, "DescribeTable") from exc
-        except (BotoCoreError, OSError) as exc:
-            raise translate(exc, "DescribeTable") from exc
         table = response["Table"]
         hash_keys = [k["AttributeName"] for k in table["KeySchema"] if k["KeyType"] == "HASH"]
         types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
@@ -79,24 +77,21 @@ class Table:
         if condition:
             request["ConditionExpression"] = condition
             request["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
-        try:
-            response = await self._client.update_item(**request)
-        except ClientError as exc:
-            if error_code(exc) == _CONDITION_FAILED:
+        with mapped("UpdateItem"):
+            try:
+                response = await self._client.update_item(**request)
+            except ClientError as exc:
+                if error_code(exc) != _CONDITION_FAILED:
+                    raise
                 return Update(False, _decode_item(exc.response.get("Item")))
-            raise translate(exc, "UpdateItem") from exc
-        except (BotoCoreError, OSError) as exc:
-            raise translate(exc, "UpdateItem") from exc
         return Update(True, _decode_item(response.get("Attributes")))
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """A strongly consistent read of one item (None when absent)."""
-        try:
+        with mapped("GetItem"):
             response = await self._client.get_item(
                 TableName=self.name, Key={self._key: {"S": key}}, ConsistentRead=True
             )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "GetItem") from exc
         return _decode_item(response.get("Item"))
 
 

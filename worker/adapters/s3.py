@@ -9,13 +9,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from worker.adapters.aws_errors import error_code, http_status, translate
+from worker.adapters.aws_errors import error_code, http_status, mapped
 from worker.errors import PermanentError, RetryableError
 
-_NETWORK_ERRORS = (ClientError, BotoCoreError, OSError, aiohttp.ClientError, asyncio.TimeoutError)
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 # Parts carry their own CRC32 (S3 checks each one and composes the object's); it also
 # spares a server the whole-object checksum it computes otherwise (moto's is slow).
@@ -32,21 +30,23 @@ class ObjectInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-def _fail(exc: BaseException, what: str) -> RetryableError | PermanentError:
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        if code == "NoSuchUpload":
-            # Aborted under us: a retry of this job clears the uploads an earlier attempt left,
-            # and this attempt was taken for dead (frozen past its lease). Trying again finds
-            # the retry's output, or converts anew; it is no reason to give up the job.
-            return RetryableError(f"{what}: the upload was aborted (by a retry of this job?)")
-        if code in _MISSING or http_status(exc) == 404:
-            return PermanentError(f"{what}: the object does not exist (deleted before conversion?)")
-        if code in ("PreconditionFailed", "412") or http_status(exc) == 412:
-            return RetryableError(f"{what}: the object changed while it was read")
-    if isinstance(exc, aiohttp.ClientError):
-        return RetryableError(f"{what}: {type(exc).__name__}: {exc}")
-    return translate(exc, what)
+def _meaning(exc: ClientError, what: str) -> RetryableError | PermanentError | None:
+    """What S3's answers mean to the csv job, beyond the general rules of aws_errors."""
+    code = error_code(exc)
+    if code == "NoSuchUpload":
+        # Aborted under us: a retry of this job clears the uploads an earlier attempt left,
+        # and this attempt was taken for dead (frozen past its lease). Trying again finds
+        # the retry's output, or converts anew; it is no reason to give up the job.
+        return RetryableError(f"{what}: the upload was aborted (by a retry of this job?)")
+    if _missing(exc):
+        return PermanentError(f"{what}: the object does not exist (deleted before conversion?)")
+    if code in ("PreconditionFailed", "412") or http_status(exc) == 412:
+        return RetryableError(f"{what}: the object changed while it was read")
+    return None
+
+
+def _missing(exc: ClientError) -> bool:
+    return error_code(exc) in _MISSING or http_status(exc) == 404
 
 
 class S3:
@@ -57,14 +57,13 @@ class S3:
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
         """The object's facts, or None when it does not exist."""
-        try:
-            response = await self._client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) in _MISSING or http_status(exc) == 404:
+        with mapped(f"HeadObject s3://{bucket}/{key}", _meaning):
+            try:
+                response = await self._client.head_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                if not _missing(exc):
+                    raise
                 return None
-            raise _fail(exc, f"HeadObject s3://{bucket}/{key}") from exc
-        except _NETWORK_ERRORS as exc:
-            raise _fail(exc, f"HeadObject s3://{bucket}/{key}") from exc
         return ObjectInfo(
             bucket=bucket,
             key=key,
@@ -76,21 +75,17 @@ class S3:
 
     async def tags(self, bucket: str, key: str) -> dict[str, str]:
         what = f"GetObjectTagging s3://{bucket}/{key}"
-        try:
+        with mapped(what, _meaning):
             response = await self._client.get_object_tagging(Bucket=bucket, Key=key)
-        except _NETWORK_ERRORS as exc:
-            raise _fail(exc, what) from exc
         return {t["Key"]: t["Value"] for t in response.get("TagSet", [])}
 
     async def tag(self, bucket: str, key: str, tags: Mapping[str, str]) -> None:
         what = f"PutObjectTagging s3://{bucket}/{key}"
         tag_set = [{"Key": k, "Value": v} for k, v in tags.items()]
-        try:
+        with mapped(what, _meaning):
             await self._client.put_object_tagging(
                 Bucket=bucket, Key=key, Tagging={"TagSet": tag_set}
             )
-        except _NETWORK_ERRORS as exc:
-            raise _fail(exc, what) from exc
 
     async def stream(
         self, source: ObjectInfo, *, chunk_bytes: int = 1024 * 1024
@@ -102,19 +97,17 @@ class S3:
             request["VersionId"] = source.version_id
         elif source.etag:
             request["IfMatch"] = source.etag
-        try:
+        with mapped(what, _meaning):
             response = await self._client.get_object(**request)
             async with response["Body"] as body:
                 while chunk := await body.read(chunk_bytes):
                     yield chunk
-        except _NETWORK_ERRORS as exc:
-            raise _fail(exc, what) from exc
 
     async def abort_uploads(self, bucket: str, key: str) -> int:
         """Abort every incomplete multipart upload of exactly `key`; return how many."""
         what = f"ListMultipartUploads s3://{bucket}/{key}"
         aborted = 0
-        try:
+        with mapped(what, _meaning):
             response = await self._client.list_multipart_uploads(Bucket=bucket, Prefix=key)
             for upload in response.get("Uploads", []):
                 if upload.get("Key") == key:
@@ -122,8 +115,6 @@ class S3:
                         Bucket=bucket, Key=key, UploadId=upload["UploadId"]
                     )
                     aborted += 1
-        except _NETWORK_ERRORS as exc:
-            raise _fail(exc, what) from exc
         return aborted
 
     def writer(
@@ -287,7 +278,5 @@ class OutputWriter:
                 task.result()
 
     async def _call(self, what: str, method: Any, **request: Any) -> Any:
-        try:
+        with mapped(f"{what} {self.where}", _meaning):
             return await method(**request)
-        except _NETWORK_ERRORS as exc:
-            raise _fail(exc, f"{what} {self.where}") from exc

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore import xform_name
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from worker.adapters.aws_errors import error_code, translate
+from worker.adapters.aws_errors import error_code, mapped
 from worker.adapters.sqs_wire import SqsWire
 from worker.errors import ConfigError
 
@@ -62,18 +62,16 @@ class Queue:
 
     async def check(self, option: str) -> dict[str, str]:
         """Fail with a ConfigError naming `option` when the queue does not exist."""
-        try:
+
+        def missing(exc: ClientError, what: str) -> ConfigError | None:
+            if error_code(exc) not in _MISSING_QUEUE_CODES:
+                return None
+            return ConfigError(option, f"names a queue that does not exist: {self.url}")
+
+        with mapped("GetQueueAttributes", missing):
             response = await self._client.get_queue_attributes(
                 QueueUrl=self.url, AttributeNames=["All"]
             )
-        except ClientError as exc:
-            if error_code(exc) in _MISSING_QUEUE_CODES:
-                raise ConfigError(
-                    option, f"names a queue that does not exist: {self.url}"
-                ) from None
-            raise translate(exc, "GetQueueAttributes") from exc
-        except (BotoCoreError, OSError) as exc:
-            raise translate(exc, "GetQueueAttributes") from exc
         return dict(response.get("Attributes", {}))
 
     async def receive(
@@ -111,20 +109,16 @@ class Queue:
         return _failures(await self._hot_call("ChangeMessageVisibilityBatch", request))
 
     async def _hot_call(self, operation: str, request: dict[str, Any]) -> Any:
-        try:
+        with mapped(operation):
             if self._wire is not None:
                 return await self._wire.call(operation, request)
             return await getattr(self._client, xform_name(operation))(**request)
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, operation) from exc
 
     async def change_visibility(self, receipt_handle: str, seconds: int) -> None:
-        try:
+        with mapped("ChangeMessageVisibility"):
             await self._client.change_message_visibility(
                 QueueUrl=self.url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
             )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "ChangeMessageVisibility") from exc
 
     async def send(
         self,
@@ -139,10 +133,8 @@ class Queue:
             request["MessageAttributes"] = attributes
         if delay_seconds:
             request["DelaySeconds"] = delay_seconds
-        try:
+        with mapped("SendMessage"):
             response = await self._client.send_message(**request)
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "SendMessage") from exc
         return str(response["MessageId"])
 
     async def send_batch(
@@ -156,14 +148,12 @@ class Queue:
                 for i, (body, a) in entries
             ],
         }
-        try:
+        with mapped("SendMessageBatch"):
             response = await self._client.send_message_batch(**request)
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "SendMessageBatch") from exc
         return _failures(response)
 
     async def counts(self) -> QueueCounts:
-        try:
+        with mapped("GetQueueAttributes"):
             response = await self._client.get_queue_attributes(
                 QueueUrl=self.url,
                 AttributeNames=[
@@ -172,8 +162,6 @@ class Queue:
                     "ApproximateNumberOfMessagesDelayed",
                 ],
             )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            raise translate(exc, "GetQueueAttributes") from exc
         attributes = response.get("Attributes", {})
         return QueueCounts(
             visible=int(attributes.get("ApproximateNumberOfMessages", 0)),

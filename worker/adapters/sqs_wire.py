@@ -22,13 +22,12 @@ from urllib.parse import urlsplit
 import aiohttp
 from botocore.exceptions import ClientError
 
-from worker.adapters.aws_errors import THROTTLING_CODES, TRANSIENT_CODES
+from worker.adapters.aws_errors import is_throttling, is_transient
 from worker.adapters.sigv4 import Credentials, Signer
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
 MAX_ATTEMPTS = 4  # botocore's standard mode: the first try and three retries
 _MAX_BACKOFF_SECONDS = 20.0
-_TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 
 CredentialSource = Callable[[], Awaitable[Credentials]]
 
@@ -64,8 +63,8 @@ class SqsWire:
             except ClientError as exc:
                 code = str(exc.response["Error"]["Code"])
                 status = int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
-                throttled = code in THROTTLING_CODES or status == 429
-                transient = code in TRANSIENT_CODES or status in _TRANSIENT_STATUSES
+                throttled = is_throttling(code, status)
+                transient = is_transient(code, status)
                 if attempt >= MAX_ATTEMPTS or not (throttled or transient):
                     raise
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:

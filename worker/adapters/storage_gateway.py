@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from worker.adapters.aws_errors import error_code, translate
-from worker.errors import JobError, RetryableError
+from worker.adapters.aws_errors import error_code, mapped
+from worker.errors import RetryableError
 
 # DescribeNFSFileShares / DescribeSMBFileShares take at most 10 ARNs per call.
 _DESCRIBE_BATCH = 10
@@ -105,12 +105,8 @@ class Gateway:
         return str(response.get("NotificationId", ""))
 
     async def _call(self, what: str, method: Any, request: dict[str, Any]) -> dict[str, Any]:
-        try:
+        with mapped(what, _busy):
             response: dict[str, Any] = await method(**request)
-        except ClientError as exc:
-            raise _translate(exc, what) from exc
-        except (BotoCoreError, OSError) as exc:
-            raise translate(exc, what) from exc
         return response
 
 
@@ -118,11 +114,11 @@ class GatewayBusy(RetryableError):
     """The gateway is still busy with an earlier operation (it runs one refresh at a time)."""
 
 
-def _translate(exc: ClientError, what: str) -> JobError:
-    if error_code(exc) == _BUSY:
-        error = exc.response.get("Error", {})
-        return GatewayBusy(f"{what}: {_BUSY}: {error.get('Message', '')}")
-    return translate(exc, what)
+def _busy(exc: ClientError, what: str) -> GatewayBusy | None:
+    if error_code(exc) != _BUSY:
+        return None
+    error = exc.response.get("Error", {})
+    return GatewayBusy(f"{what}: {_BUSY}: {error.get('Message', '')}")
 
 
 def _share(kind: str, info: dict[str, Any]) -> FileShare:
