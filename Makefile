@@ -11,7 +11,7 @@ test:
 	scripts/bootstrap.sh test
 	$(PY) -m ruff check worker launcher tests bench scripts
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint:
 	$(PY) -m ruff check worker launcher tests bench scripts

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,55 +50,54 @@ def root(tmp_path: Path) -> Path:
     return tmp_path / "root"
 
 
-def test_this_kernel_resolves_beneath_with_openat2(root: Path) -> None:
-    opened = beneath.LocalRoot(str(root), label="the root")
-    try:
-        assert opened.kernel
-    finally:
-        opened.close()
+@pytest.fixture
+def open_root(root: Path) -> Iterator[Callable[[bool | None], beneath.LocalRoot]]:
+    """Opens the root with the kernel's resolver, the walk, or whichever this kernel has."""
+    opened: list[beneath.LocalRoot] = []
+
+    def open_with(kernel: bool | None) -> beneath.LocalRoot:
+        opened.append(beneath.LocalRoot(str(root), label="the root", use_openat2=kernel))
+        return opened[-1]
+
+    yield open_with
+    for each in opened:
+        each.close()
 
 
-@pytest.mark.parametrize("kernel", [True, False], ids=["openat2", "walk"])
-def test_plain_paths_open_beneath_the_root(root: Path, kernel: bool) -> None:
-    opened = beneath.LocalRoot(str(root), label="the root", use_openat2=kernel)
-    try:
-        with opened.opened("d/f") as fd:
-            assert os.fstat(fd).st_size == 5
-        with opened.opened("d", directory=True) as fd:
-            assert stat.S_ISDIR(os.fstat(fd).st_mode)
-        with opened.opened("", directory=True) as fd:
-            assert os.path.samestat(os.fstat(fd), os.stat(root))
-        with pytest.raises(FileNotFoundError), opened.opened("d/missing"):
-            pass
-        with pytest.raises(NotADirectoryError), opened.opened("d/f", directory=True):
-            pass
-    finally:
-        opened.close()
+Opener = Callable[[bool | None], beneath.LocalRoot]
+KERNELS = pytest.mark.parametrize("kernel", [True, False], ids=["openat2", "walk"])
 
 
-@pytest.mark.parametrize("kernel", [True, False], ids=["openat2", "walk"])
-def test_a_link_out_of_the_root_is_refused(root: Path, kernel: bool) -> None:
-    opened = beneath.LocalRoot(str(root), label="the root", use_openat2=kernel)
-    try:
-        with pytest.raises(PermanentError, match="'out'"), opened.opened("out"):
-            pass
-    finally:
-        opened.close()
+def test_this_kernel_resolves_beneath_with_openat2(open_root: Opener) -> None:
+    assert open_root(None).kernel
 
 
-def test_without_openat2_even_a_link_inside_the_root_is_refused(root: Path) -> None:
-    opened = beneath.LocalRoot(str(root), label="the root", use_openat2=False)
-    try:
-        with pytest.raises(PermanentError, match="no openat2"), opened.opened("d/inner"):
-            pass
-    finally:
-        opened.close()
+@KERNELS
+def test_plain_paths_open_beneath_the_root(root: Path, open_root: Opener, kernel: bool) -> None:
+    opened = open_root(kernel)
+    with opened.opened("d/f") as fd:
+        assert os.fstat(fd).st_size == 5
+    with opened.opened("d", directory=True) as fd:
+        assert stat.S_ISDIR(os.fstat(fd).st_mode)
+    with opened.opened("", directory=True) as fd:
+        assert os.path.samestat(os.fstat(fd), os.stat(root))
+    with pytest.raises(FileNotFoundError), opened.opened("d/missing"):
+        pass
+    with pytest.raises(NotADirectoryError), opened.opened("d/f", directory=True):
+        pass
 
 
-def test_with_openat2_a_link_inside_the_root_is_followed(root: Path) -> None:
-    opened = beneath.LocalRoot(str(root), label="the root", use_openat2=True)
-    try:
-        with opened.opened("d/inner") as fd:
-            assert os.fstat(fd).st_size == 5
-    finally:
-        opened.close()
+@KERNELS
+def test_a_link_out_of_the_root_is_refused(open_root: Opener, kernel: bool) -> None:
+    with pytest.raises(PermanentError, match="'out'"), open_root(kernel).opened("out"):
+        pass
+
+
+def test_without_openat2_even_a_link_inside_the_root_is_refused(open_root: Opener) -> None:
+    with pytest.raises(PermanentError, match="no openat2"), open_root(False).opened("d/inner"):
+        pass
+
+
+def test_with_openat2_a_link_inside_the_root_is_followed(open_root: Opener) -> None:
+    with open_root(True).opened("d/inner") as fd:
+        assert os.fstat(fd).st_size == 5
