@@ -30,11 +30,11 @@ def upload(s3: Any, bucket: str, key: str, pieces: Iterator[bytes]) -> None:
     )  # fmt: skip
 
 
-def refused(
-    s3: Any, sqs: Any, bucket: str, key: str, make_queue: QueueFactory,
+def run_watched(
+    sqs: Any, bucket: str, key: str, make_queue: QueueFactory,
     start_worker: Callable[..., WorkerProcess], **env: str,
-) -> tuple[str, int]:  # fmt: skip
-    """Run a worker on one csv job: the reason it gave, and its tree's summed peak RSS."""
+) -> tuple[WorkerProcess, int]:  # fmt: skip
+    """Run a worker on one csv job until it drains: the worker, and its tree's summed peak RSS."""
     queue = make_queue(visibility=30)
     sqs.send_message(QueueUrl=queue.url, MessageBody=job(bucket, key))
     worker = start_worker(QUEUE_URL=queue.url, DLQ_URL=queue.dlq_url, **env)
@@ -43,13 +43,24 @@ def refused(
         assert worker.wait(120) == 0, worker.stderr()
     finally:
         watch.stop()
-    print(f"peak RSS of the tree: {sum(watch.peaks.values()) / MB:.0f} MB")
+    peak = sum(watch.peaks.values())
+    print(f"peak RSS of the tree: {peak / MB:.0f} MB")
+    return worker, peak
+
+
+def refused(
+    s3: Any, sqs: Any, bucket: str, key: str, make_queue: QueueFactory,
+    start_worker: Callable[..., WorkerProcess], **env: str,
+) -> tuple[str, int]:  # fmt: skip
+    """The reason a worker dead-lettered one csv job with, and its tree's peak RSS; nothing
+    was written."""
+    worker, peak = run_watched(sqs, bucket, key, make_queue, start_worker, **env)
     (done,) = worker.events("message.done")
     assert done["outcome"] == "dead_lettered"
     listed = s3.list_objects_v2(Bucket=bucket, Prefix="converted/")
     assert listed["KeyCount"] == 0
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    return str(done["reason"]), sum(watch.peaks.values())
+    return str(done["reason"]), peak
 
 
 def quoted_field(size: int) -> Iterator[bytes]:
@@ -114,16 +125,9 @@ def test_a_raised_record_limit_converts_a_48_mb_field_within_the_memory_bound(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:  # fmt: skip
     upload(s3, bucket, "big.csv", quoted_field(48 * MB))
-    queue = make_queue(visibility=30)
-    sqs.send_message(QueueUrl=queue.url, MessageBody=job(bucket, "big.csv"))
-    worker = start_worker(QUEUE_URL=queue.url, DLQ_URL=queue.dlq_url, CSV_MAX_RECORD_MB="64")
-    watch = RssWatch(worker.pid)
-    try:
-        assert worker.wait(120) == 0, worker.stderr()
-    finally:
-        watch.stop()
+    worker, peak = run_watched(
+        sqs, bucket, "big.csv", make_queue, start_worker, CSV_MAX_RECORD_MB="64"
+    )
     (converted,) = worker.events("csv.converted")
     assert converted["rows"] == 2
-    peak = sum(watch.peaks.values())
-    print(f"peak RSS of the tree: {peak / MB:.0f} MB, {converted['seconds']} s")
     assert peak < LIMIT, f"{peak / MB:.0f} MB"
