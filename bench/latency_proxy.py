@@ -7,6 +7,8 @@ is held back by the whole round-trip time before it reaches the client; client t
 at once. Chunks keep their order; nothing else is touched. asyncio protocols and timers, no
 task per chunk, so the proxy itself stays cheap. (The event loop's timers wake with epoll's
 millisecond granularity: the round trip the bench measures through it is what counts.)
+It also counts the RPC calls clients send (ONC RPC record marking: one record, one call, one
+round trip): on SIGUSR1 it prints `calls N`, the total so far over every listener.
 Prints `ready` once every listener is up; stops on SIGTERM or SIGINT.
 """
 
@@ -17,6 +19,7 @@ import asyncio
 import signal
 
 LOOPBACK = "127.0.0.1"
+CALLS = [0]  # RPC records clients sent, over every connection
 
 
 class _Side(asyncio.Protocol):
@@ -54,11 +57,35 @@ class _Side(asyncio.Protocol):
 
 
 class _Client(_Side):
-    """The accepted side: holds reading until the connection to the server is up."""
+    """The accepted side: holds reading until the connection to the server is up, and counts
+    the RPC records that pass (a 4-byte mark, last-fragment bit and length, then the bytes)."""
 
     def __init__(self, target: int, rtt: float) -> None:
         super().__init__(0.0)
         self._target, self._rtt = target, rtt
+        self._mark = b""  # the part of a record mark read so far
+        self._left = 0  # bytes of the current fragment still to come
+        self._last = False
+
+    def data_received(self, data: bytes) -> None:
+        view, at = memoryview(data), 0
+        while at < len(view):
+            if self._left == 0 and len(self._mark) < 4:
+                take = 4 - len(self._mark)
+                self._mark += bytes(view[at : at + take])
+                at += take
+                if len(self._mark) == 4:
+                    mark = int.from_bytes(self._mark, "big")
+                    self._last, self._left, self._mark = bool(mark >> 31), mark & 0x7FFFFFFF, b""
+                    if self._left == 0 and self._last:
+                        CALLS[0] += 1
+                continue
+            step = min(self._left, len(view) - at)
+            self._left -= step
+            at += step
+            if self._left == 0 and self._last:
+                CALLS[0] += 1
+        super().data_received(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -89,6 +116,7 @@ async def run(pairs: list[tuple[int, int]], rtt_ms: float) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, lambda: print(f"calls {CALLS[0]}", flush=True))
     print("ready", flush=True)
     await stop.wait()
     for server in servers:

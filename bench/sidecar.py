@@ -17,31 +17,47 @@ Then reference and ours again through bench/latency_proxy.py, which adds 1 ms of
 sidecars/s = N / wall time of the run; CPU columns: each process's CPU over the run (100% =
 one core; "client" is this process, which runs reference, ours and floor alike).
 Exit status 0 when both targets are met.
+
+    .venv/bin/python bench/sidecar.py --paths --jobs 1000 --repeat 3
+
+compares instead, bare and through the proxy, two ways of writing the same sidecars with the
+same job code, 16 in flight over 16 reused contexts, runs alternating (ABBA):
+  handles    ours: NFSv3 procedures by file handle (nfs3.py), directory handles cached;
+  paths      libnfs's path calls on the same kind of reused context (nfs_stat64, nfs_create
+             O_SYNC, nfs_pwrite, nfs_close, nfs_rename), each walking the path itself.
+It prints sidecars/s, client CPU ms per sidecar and, through the proxy (which counts the RPC
+calls that pass), NFS round trips per sidecar.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import signal
 import socket
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.ganesha import Ganesha, free_port  # noqa: E402 - after the path fix
-from worker.adapters.files import FileFacts  # noqa: E402
-from worker.adapters.nfs import NfsStore  # noqa: E402
+from worker.adapters import libnfs as binding  # noqa: E402
+from worker.adapters.files import FileFacts, Placement, Render, write_beside  # noqa: E402
+from worker.adapters.nfs import NfsStore, identity_of  # noqa: E402
 from worker.handlers.sidecar_job import (  # noqa: E402
     SidecarJob,
     SidecarRequest,
@@ -115,6 +131,80 @@ async def ours(url: str, names: list[str], connections: int, lags: list[float]) 
     finally:
         running = False
         await watch
+        await store.close()
+
+
+class PathCalls:
+    """files.FileOps by libnfs path call on one context: each call walks its path anew."""
+
+    FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_SYNC  # every WRITE FILE_SYNC
+
+    def __init__(self, context: binding.NfsContext) -> None:
+        self._nfs = context
+
+    def stat(self, path: str) -> FileFacts:
+        st = self._nfs.stat(b"/" + path.encode())
+        return FileFacts(st.size, st.mtime_ns, st.ctime_ns, (st.mode & 0o170000) == 0o040000)
+
+    def create_exclusive(self, path: str) -> int:
+        return self._nfs.create(b"/" + path.encode(), self.FLAGS, 0o644)
+
+    def write_all(self, handle: int, data: bytes) -> None:
+        self._nfs.write_all(handle, data)
+
+    def flush(self, handle: int) -> None:
+        pass
+
+    def close(self, handle: int) -> None:
+        self._nfs.close_file(handle)
+
+    def rename(self, old: str, new: str) -> None:
+        self._nfs.rename(b"/" + old.encode(), b"/" + new.encode())
+
+    def unlink(self, path: str) -> None:
+        self._nfs.unlink(b"/" + path.encode())
+
+
+class PathCallStore:
+    """A SidecarStore like NfsStore (a context per thread, reused), but by path calls."""
+
+    def __init__(self, url: str, *, connections: int, timeout_ms: int) -> None:
+        self._url, self._timeout_ms, self.identity = url, timeout_ms, identity_of(url)
+        self._executor = ThreadPoolExecutor(connections, thread_name_prefix="nfs-paths")
+        self._local = threading.local()
+        self._contexts: list[binding.NfsContext] = []
+
+    async def write_beside(self, place: Placement, render: Render) -> FileFacts:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._write, place, render)
+
+    def _write(self, place: Placement, render: Render) -> FileFacts:
+        context = getattr(self._local, "context", None)
+        if context is None:
+            context = self._local.context = binding.NfsContext(self._url, timeout_ms=5000)
+            self._contexts.append(context)
+        return write_beside(PathCalls(context), place, render, identity=self.identity)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+        for context in self._contexts:
+            context.close()
+
+
+async def by_store(store: Any, names: list[str]) -> None:
+    """The sidecar job over `store`, IN_FLIGHT jobs at a time."""
+    job = SidecarJob(store, Metrics.off())
+    slots = asyncio.Semaphore(IN_FLIGHT)
+
+    async def one(i: int, name: str) -> None:
+        async with slots:
+            payload = {"filename": name, "results": RESULTS}
+            facts = MessageFacts(message_id=f"m{i}", receive_count=1)
+            await job(Job(kind="sidecar", payload=payload), facts)
+
+    try:
+        await asyncio.gather(*(one(i, name) for i, name in enumerate(names)))
+    finally:
         await store.close()
 
 
@@ -214,6 +304,14 @@ class LatencyProxy:
     def url(self, server: Ganesha) -> str:
         return server.url().split("?")[0] + f"?nfsport={self.nfs_port}&mountport={self.mnt_port}"
 
+    def calls(self) -> int:
+        """RPC calls the proxy has passed to the server so far."""
+        assert self.process.stdout is not None
+        self.process.send_signal(signal.SIGUSR1)
+        line = self.process.stdout.readline().split()
+        assert line[0] == "calls", line
+        return int(line[1])
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
@@ -263,6 +361,54 @@ def scenario(
     return rates
 
 
+def compare_paths(
+    label: str,
+    url: str,
+    server: Ganesha,
+    args: argparse.Namespace,
+    counter: list[int],
+    proxy: LatencyProxy | None = None,
+) -> None:
+    """handles vs paths, alternating ABBA: sidecars/s, client CPU and round trips per sidecar."""
+    stores: dict[str, Callable[[], Any]] = {
+        "handles": lambda: NfsStore(url, connections=args.connections, timeout_ms=5000),
+        "paths": lambda: PathCallStore(url, connections=args.connections, timeout_ms=5000),
+    }
+    found: dict[str, list[tuple[float, float, float]]] = {name: [] for name in stores}
+    for round_ in range(args.repeat):
+        for variant in list(stores) if round_ % 2 == 0 else list(stores)[::-1]:
+            counter[0] += 1
+            names = prepare(server.export_dir, f"{label}-{variant}-{counter[0]}", args.jobs)
+            calls = proxy.calls() if proxy else 0
+            cpu, start = cpu_seconds(os.getpid()), time.perf_counter()
+            asyncio.run(by_store(stores[variant](), names))
+            elapsed, used = time.perf_counter() - start, cpu_seconds(os.getpid()) - cpu
+            trips = (proxy.calls() - calls) / args.jobs if proxy else float("nan")
+            found[variant].append((args.jobs / elapsed, used * 1000 / args.jobs, trips))
+    for variant, runs in found.items():
+        rate = statistics.median(r[0] for r in runs)
+        cpu_ms = statistics.median(r[1] for r in runs)
+        trips = statistics.median(r[2] for r in runs)
+        print(
+            f"  {variant:<9}{rate:>9.0f}/s{cpu_ms:>10.3f} ms{trips:>10.2f}"
+            f"   (runs: {', '.join(f'{r[0]:.0f}' for r in runs)})"
+        )
+    print(f"  load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def paths_main(args: argparse.Namespace, server: Ganesha, counter: list[int]) -> int:
+    print(f"  {'':<9}{'sidecars':>10}{'CPU/sidecar':>13}{'RTs/sidecar':>12}")
+    print(f"bare loopback (NFS NULL round trip {null_rtt_ms(server.nfs_port):.3f} ms)")
+    compare_paths("bare", server.url(), server, args, counter)
+    proxy = LatencyProxy(server, args.rtt_ms)
+    try:
+        print(f"through the latency proxy (NULL round trip {null_rtt_ms(proxy.nfs_port):.3f} ms)")
+        compare_paths("latency", proxy.url(server), server, args, counter, proxy)
+    finally:
+        proxy.stop()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Sidecars per second: ours vs the reference.")
     parser.add_argument("--jobs", type=int, default=2000)
@@ -271,7 +417,9 @@ def main() -> int:
     parser.add_argument("--rtt-ms", type=float, default=1.0)
     parser.add_argument("--alternatives", action="store_true", help="also a process pool")
     parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--paths", action="store_true", help="handles vs libnfs path calls")
     args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
 
     work = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
     server = Ganesha(work)
@@ -279,7 +427,10 @@ def main() -> int:
     proxy = None
     counter = [0]
     try:
-        print(f"sidecar bench: {args.jobs} jobs per run, {os.cpu_count()} cores, export {work}")
+        print(f"sidecar bench: {args.jobs} jobs per run, {os.cpu_count()} cores, export {work}, "
+              f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if args.paths:
+            return paths_main(args, server, counter)
         columns = ("client CPU", "ganesha", "proxy")
         print(f"  {'':<11}{'sidecars':>11}{'vs ref':>10}" + "".join(f"{c:>12}" for c in columns))
         print(f"bare loopback (NFS NULL round trip {null_rtt_ms(server.nfs_port):.3f} ms)")
