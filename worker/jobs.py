@@ -54,7 +54,7 @@ class Job:
 class MessageFacts:
     """What handlers may know about the message that carried their job.
 
-    A message handed back because of a stop comes back as a copy (worker/lineage.py): these
+    A message handed back because of a stop comes back as a copy (worker/engine/lineage.py): these
     facts describe the message across its copies. `message_id` is the first copy's id,
     `receive_count` counts every delivery (so `> 1` means a worker had it before), and
     `attempt` counts only real attempts (failures and crashes, this one included).

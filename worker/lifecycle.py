@@ -10,19 +10,20 @@ from contextlib import AsyncExitStack
 
 import structlog
 
-from worker import routing, spot
+from worker import routing
 from worker.adapters.aws import AwsClients
 from worker.adapters.sqs import Queue
-from worker.batching import Batcher
-from worker.consumer import Consumer
+from worker.engine import spot
+from worker.engine.batching import Batcher
+from worker.engine.consumer import Consumer
+from worker.engine.handback import HandBack, SendEntry
+from worker.engine.leases import Leases, VisibilityEntry
+from worker.engine.outcomes import Settler
+from worker.engine.stats import Stats
+from worker.engine.stopping import StopRequest
 from worker.errors import RetryableError
-from worker.handback import HandBack, SendEntry
-from worker.leases import Leases, VisibilityEntry
 from worker.metrics import Metrics
-from worker.outcomes import Settler
 from worker.settings import Settings
-from worker.stats import Stats
-from worker.stopping import StopRequest
 
 log = structlog.get_logger("worker.lifecycle")
 

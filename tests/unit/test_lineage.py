@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker import lineage
 from worker.adapters.sqs import ReceivedMessage
+from worker.engine import lineage
 
 
 def received(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from worker.backoff import MAX_SECONDS, retry_delay
-from worker.outcomes import JobResult, Outcome, _attributes_size, _fit, decide
+from worker.engine.backoff import MAX_SECONDS, retry_delay
+from worker.engine.outcomes import JobResult, Outcome, _attributes_size, _fit, decide
 
 
 def test_all_jobs_succeeded_means_ack():

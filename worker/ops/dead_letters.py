@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.lineage import sendable
+from worker.engine.lineage import sendable
 
 REASON = "spotdrain-reason"
 ORIGINAL_ID = "spotdrain-original-message-id"

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import structlog
 
 from worker.adapters.sqs import ReceivedMessage
-from worker.batching import Batcher
+from worker.engine.batching import Batcher
 
-log = structlog.get_logger("worker.leases")
+log = structlog.get_logger("worker.engine.leases")
 
 VisibilityEntry = tuple[str, int]  # (receipt handle, seconds)
 # Gives a message (with its newest receipt handle) back to the queue: handback.py.

@@ -14,14 +14,14 @@ import structlog
 
 from worker import envelope, routing
 from worker.adapters.sqs import ReceivedMessage
+from worker.engine.outcomes import JobResult
+from worker.engine.stats import Stats, elapsed_ms
 from worker.errors import InvalidMessage, PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
 from worker.metrics import Metrics
-from worker.outcomes import JobResult
 from worker.settings import Settings
-from worker.stats import Stats, elapsed_ms
 
-log = structlog.get_logger("worker.execution")
+log = structlog.get_logger("worker.engine.execution")
 
 
 class MessageRunner:

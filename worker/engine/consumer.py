@@ -9,21 +9,22 @@ from typing import Any
 
 import structlog
 
-from worker import lineage, routing
+from worker import routing
 from worker.adapters.sqs import MAX_BATCH, Queue, ReceivedMessage
-from worker.drain import IdleWatch
+from worker.engine import lineage
+from worker.engine.execution import MessageRunner
+from worker.engine.idle import IdleWatch
+from worker.engine.leases import Leases
+from worker.engine.outcomes import JobResult, Outcome, Settler, decide
+from worker.engine.slots import Slots
+from worker.engine.stats import Stats, elapsed_ms
+from worker.engine.stopping import StopRequest
 from worker.errors import JobError
-from worker.execution import MessageRunner
 from worker.jobs import Job, MessageFacts
-from worker.leases import Leases
 from worker.metrics import Metrics
-from worker.outcomes import JobResult, Outcome, Settler, decide
 from worker.settings import Settings
-from worker.slots import Slots
-from worker.stats import Stats, elapsed_ms
-from worker.stopping import StopRequest
 
-log = structlog.get_logger("worker.consumer")
+log = structlog.get_logger("worker.engine.consumer")
 
 _RECEIVE_BACKOFF_MAX = 30.0
 # How long a receiver waits for running jobs to free a whole batch of slots before it receives

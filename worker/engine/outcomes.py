@@ -9,14 +9,14 @@ from typing import Any, Literal
 
 import structlog
 
-from worker import lineage
 from worker.adapters.sqs import Queue, ReceivedMessage
-from worker.backoff import retry_delay
-from worker.batching import Batcher
+from worker.engine import lineage
+from worker.engine.backoff import retry_delay
+from worker.engine.batching import Batcher
+from worker.engine.leases import VisibilityEntry
 from worker.errors import JobError
-from worker.leases import VisibilityEntry
 
-log = structlog.get_logger("worker.outcomes")
+log = structlog.get_logger("worker.engine.outcomes")
 
 JobStatus = Literal["succeeded", "retryable", "permanent"]
 REASON_LIMIT = 1024

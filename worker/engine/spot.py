@@ -8,10 +8,10 @@ import aiohttp
 import structlog
 
 from worker.adapters.imds import Imds, TokenExpired
+from worker.engine.stopping import StopRequest
 from worker.settings import Settings
-from worker.stopping import StopRequest
 
-log = structlog.get_logger("worker.spot")
+log = structlog.get_logger("worker.engine.spot")
 
 PROBE_TIMEOUT_SECONDS = 1.0
 

@@ -7,7 +7,7 @@ import signal
 
 import structlog
 
-log = structlog.get_logger("worker.stopping")
+log = structlog.get_logger("worker.engine.stopping")
 
 
 class StopRequest:

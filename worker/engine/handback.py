@@ -13,12 +13,12 @@ from typing import Any
 
 import structlog
 
-from worker import lineage
 from worker.adapters.sqs import ReceivedMessage
-from worker.batching import Batcher
-from worker.leases import VisibilityEntry
+from worker.engine import lineage
+from worker.engine.batching import Batcher
+from worker.engine.leases import VisibilityEntry
 
-log = structlog.get_logger("worker.handback")
+log = structlog.get_logger("worker.engine.handback")
 
 SendEntry = tuple[str, dict[str, Any]]  # (body, message attributes)
 

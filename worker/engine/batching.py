@@ -15,7 +15,7 @@ from worker.errors import JobError
 T = TypeVar("T")
 SendBatch = Callable[[Sequence[tuple[str, T]]], Awaitable[list[BatchFailure]]]
 
-log = structlog.get_logger("worker.batching")
+log = structlog.get_logger("worker.engine.batching")
 
 # Entry failures that a second try cannot fix: the lease is gone, the message was handled.
 _FINAL_CODES = frozenset(

@@ -11,7 +11,7 @@ import structlog
 from worker.adapters.sqs import QueueCounts
 from worker.errors import JobError
 
-log = structlog.get_logger("worker.drain")
+log = structlog.get_logger("worker.engine.idle")
 
 
 class IdleWatch:

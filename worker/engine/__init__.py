@@ -1,0 +1,1 @@
+"""The drain engine: receive into free slots, run, settle, lease, hand back, stop."""
