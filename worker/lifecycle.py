@@ -18,7 +18,7 @@ from worker.engine.batching import Batcher
 from worker.engine.consumer import Consumer
 from worker.engine.handback import HandBack, SendEntry
 from worker.engine.leases import Leases, VisibilityEntry
-from worker.engine.outcomes import Settler
+from worker.engine.settling import Settler
 from worker.engine.stats import Stats
 from worker.engine.stopping import StopRequest
 from worker.errors import RetryableError

@@ -5,31 +5,31 @@ from __future__ import annotations
 import random
 
 from worker.engine.backoff import MAX_SECONDS, retry_delay
-from worker.engine.outcomes import JobResult, Outcome, _attributes_size, _fit, decide
+from worker.engine.outcomes import METRIC, Action, JobResult, JobStatus, Outcome, Settled, decide
+from worker.engine.settling import _attributes_size, _fit
+from worker.engine.stats import Stats
+
+SUCCEEDED, RETRYABLE, PERMANENT = JobStatus
 
 
 def test_all_jobs_succeeded_means_ack():
-    assert decide([JobResult("csv", "succeeded"), JobResult("refresh", "succeeded")]) == Outcome(
-        "ack"
+    assert decide([JobResult("csv", SUCCEEDED), JobResult("refresh", SUCCEEDED)]) == Outcome(
+        Action.ACK
     )
 
 
 def test_no_jobs_means_ack():
-    assert decide([]) == Outcome("ack")
+    assert decide([]) == Outcome(Action.ACK)
 
 
 def test_a_retryable_job_means_retry_even_beside_a_permanent_one():
-    outcome = decide(
-        [JobResult("csv", "permanent", "gone"), JobResult("refresh", "retryable", "busy")]
-    )
-    assert outcome == Outcome("retry", "refresh: busy")
+    outcome = decide([JobResult("csv", PERMANENT, "gone"), JobResult("refresh", RETRYABLE, "busy")])
+    assert outcome == Outcome(Action.RETRY, "refresh: busy")
 
 
 def test_a_permanent_failure_means_reject_with_every_reason():
-    outcome = decide(
-        [JobResult("csv", "permanent", "no such key"), JobResult("refresh", "succeeded")]
-    )
-    assert outcome == Outcome("reject", "csv: no such key")
+    outcome = decide([JobResult("csv", PERMANENT, "no such key"), JobResult("refresh", SUCCEEDED)])
+    assert outcome == Outcome(Action.REJECT, "csv: no such key")
 
 
 def test_backoff_doubles_with_each_receive_within_jitter_and_is_capped():
@@ -80,3 +80,21 @@ def test_the_reason_is_clipped_to_the_room_left():
     kept = _fit("b" * 900, reason("r" * 500), 1000)
     assert kept["spotdrain-reason"]["StringValue"].endswith("...")
     assert 900 + _attributes_size(kept) <= 1000
+
+
+def test_each_settlement_adds_to_one_summary_counter_and_a_lost_ack_to_none():
+    stats = Stats()
+    for settled, times in [
+        (Settled.ACKED, 3),
+        (Settled.ACK_LOST, 1),
+        (Settled.RETRIED, 2),
+        (Settled.DEAD_LETTERED, 1),
+        (Settled.REJECTED, 1),
+        (Settled.HANDED_BACK, 4),
+    ]:
+        stats.settled[settled] += times
+    summary = stats.summary("drained")
+    assert (summary["succeeded"], summary["retried"]) == (3, 2)
+    assert (summary["dead_lettered"], summary["handed_back"]) == (2, 4)
+    assert set(METRIC) == set(Settled) - {Settled.ACK_LOST}
+    assert METRIC[Settled.HANDED_BACK] == "MessagesHandedBack"  # never a failure's metric

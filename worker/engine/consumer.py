@@ -15,12 +15,13 @@ from worker.engine import lineage
 from worker.engine.execution import MessageRunner
 from worker.engine.idle import IdleWatch
 from worker.engine.leases import Leases
-from worker.engine.outcomes import JobResult, Outcome, Settler, decide
+from worker.engine.outcomes import METRIC, Action, JobResult, Outcome, Settled, decide
+from worker.engine.settling import Settler
 from worker.engine.slots import Slots
 from worker.engine.stats import Stats, elapsed_ms
 from worker.engine.stopping import StopRequest
 from worker.errors import JobError
-from worker.jobs import Job, MessageFacts
+from worker.jobs import Job
 from worker.metrics import Metrics
 from worker.settings import Settings
 
@@ -32,13 +33,6 @@ _RECEIVE_BACKOFF_MAX = 30.0
 # Quick jobs finish within it, so their receives and deletes come in full batches; slower
 # jobs' slots sit idle no longer than this, so the configured concurrency stays in use.
 _FILL_SECONDS = 0.005
-# A settled message's label -> the exit summary's counter and the metric it adds to.
-_COUNTED = {
-    "acked": ("succeeded", "MessagesSucceeded"),
-    "dead_lettered": ("dead_lettered", "MessagesDeadLettered"),
-    "retried": ("retried", "MessagesRetried"),
-    "rejected": ("dead_lettered", "MessagesDeadLettered"),
-}
 
 
 class Consumer:
@@ -142,8 +136,7 @@ class Consumer:
                 self._leases.hold(message, received_at=now)
                 given.append(message.message_id)
         results = await asyncio.gather(*(self._leases.hand_back(i) for i in given))
-        self._stats.handed_back += sum(results)
-        self._metrics.count("MessagesHandedBack", sum(results))
+        self._measure(Settled.HANDED_BACK, times=sum(results))
         log.info("stop.late_receives", handed_back=sum(results), abandoned=len(pending))
 
     async def _receive_loop(self) -> None:
@@ -264,22 +257,27 @@ class Consumer:
             self._slots.give(1)
             slot_given = True
             handle = self._leases.receipt_handle(message.message_id, message.receipt_handle)
-            if outcome.action == "ack":  # the common case, without a task for the shield
+            if outcome.action is Action.ACK:  # the common case, without a task for the shield
                 extra: dict[str, Any] = {}
-                label = "acked" if await asyncio.shield(self._settler.ack(handle)) else "ack_lost"
+                acked = await asyncio.shield(self._settler.ack(handle))
+                settled = Settled.ACKED if acked else Settled.ACK_LOST
             else:
-                label, extra = await asyncio.shield(self._settler.settle(message, outcome, handle))
+                settled, extra = await asyncio.shield(
+                    self._settler.settle(message, outcome, handle)
+                )
             fields.update(extra)
-            self._log_done(label, jobs, results, outcome, received_at, fields)
-            self._measure(label, facts)
+            self._log_done(settled, jobs, results, outcome, received_at, fields)
+            self._measure(settled)
+            sent_ms = facts.sent_timestamp_ms
+            if settled is Settled.ACKED and sent_ms is not None:
+                self._metrics.time("QueueDwell", max(0.0, time.time() * 1000 - sent_ms))
         except asyncio.CancelledError:
             if not slot_given:  # cancelled while its jobs ran: give the message back now
                 await asyncio.shield(self._leases.hand_back(message.message_id))
-                self._stats.handed_back += 1
-                self._metrics.count("MessagesHandedBack")
+                self._measure(Settled.HANDED_BACK)
                 log.info(
                     "message.done",
-                    outcome="handed_back",
+                    outcome=Settled.HANDED_BACK.value,
                     duration_ms=elapsed_ms(received_at),
                     **fields,
                 )
@@ -289,19 +287,15 @@ class Consumer:
             if not slot_given:
                 self._slots.give(1)
 
-    def _measure(self, label: str, facts: MessageFacts) -> None:
-        counted = _COUNTED.get(label)
-        if counted is not None:
-            counter, metric = counted
-            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
-            self._metrics.count(metric)
-        sent_ms = facts.sent_timestamp_ms
-        if label == "acked" and sent_ms is not None:
-            self._metrics.time("QueueDwell", max(0.0, time.time() * 1000 - sent_ms))
+    def _measure(self, settled: Settled, *, times: int = 1) -> None:
+        self._stats.settled[settled] += times
+        metric = METRIC.get(settled)
+        if metric is not None and times:
+            self._metrics.count(metric, times)
 
     def _log_done(
         self,
-        label: str,
+        settled: Settled,
         jobs: list[Job],
         results: list[JobResult],
         outcome: Outcome,
@@ -315,7 +309,7 @@ class Consumer:
             fields["jobs"] = [job.kind for job in jobs]
         if outcome.reason and "reason" not in fields:
             fields["reason"] = outcome.reason
-        level = "info" if label in ("acked", "retried") else "warning"
+        level = "info" if settled in (Settled.ACKED, Settled.RETRIED) else "warning"
         getattr(log, level)(
-            "message.done", outcome=label, duration_ms=elapsed_ms(received_at), **fields
+            "message.done", outcome=settled.value, duration_ms=elapsed_ms(received_at), **fields
         )

@@ -1,7 +1,7 @@
 """Run one message: parse and route its body, run each job under its deadline, collect results.
 
 Nothing a handler does escapes as an exception (but a cancellation): every failure becomes a
-JobResult that outcomes.py turns into an ack, a retry or a dead letter.
+JobResult that outcomes.decide turns into an ack, a retry or a dead letter.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import structlog
 
 from worker import envelope, routing
 from worker.adapters.sqs import ReceivedMessage
-from worker.engine.outcomes import JobResult
+from worker.engine.outcomes import JobResult, JobStatus
 from worker.engine.stats import Stats, elapsed_ms
 from worker.errors import InvalidMessage, PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
@@ -46,7 +46,7 @@ class MessageRunner:
         try:
             jobs = routing.plan(envelope.parse(message.body), self._settings, self._known)
         except InvalidMessage as exc:
-            return [], [JobResult("message", "permanent", str(exc))]
+            return [], [JobResult("message", JobStatus.PERMANENT, str(exc))]
         if len(jobs) == 1:
             return jobs, [await self._run_job(jobs[0], facts, log_each=False)]
         results = await asyncio.gather(*(self._run_job(job, facts, log_each=True) for job in jobs))
@@ -64,23 +64,25 @@ class MessageRunner:
             else:
                 async with asyncio.timeout(timeout):
                     await handler(job, facts)
-            result = JobResult(job.kind, "succeeded")
+            result = JobResult(job.kind, JobStatus.SUCCEEDED)
         except RetryableError as exc:
-            result = JobResult(job.kind, "retryable", str(exc))
+            result = JobResult(job.kind, JobStatus.RETRYABLE, str(exc))
         except PermanentError as exc:
-            result = JobResult(job.kind, "permanent", str(exc))
+            result = JobResult(job.kind, JobStatus.PERMANENT, str(exc))
         except TimeoutError:
-            result = JobResult(job.kind, "retryable", f"timed out after {timeout} s")
+            result = JobResult(job.kind, JobStatus.RETRYABLE, f"timed out after {timeout} s")
         except Exception as exc:  # a bug or an untranslated library error: retry, loudly
             log.exception("job.crashed", job=job.kind, target=job.describe())
-            result = JobResult(job.kind, "retryable", f"unexpected {type(exc).__name__}: {exc}")
+            result = JobResult(
+                job.kind, JobStatus.RETRYABLE, f"unexpected {type(exc).__name__}: {exc}"
+            )
         self._metrics.time("JobDuration", (time.monotonic() - started) * 1000, job=job.kind)
         if log_each:
             log.info(
                 "job.finished",
                 job=job.kind,
                 target=job.describe(),
-                outcome=result.status,
+                outcome=result.status.value,
                 attempt=facts.real_attempt,
                 duration_ms=elapsed_ms(started),
                 error=result.error,

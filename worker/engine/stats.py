@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+from worker.engine.outcomes import Settled
 
 
 @dataclass
 class Stats:
     started_at: float = field(default_factory=time.monotonic)
     received: int = 0
-    succeeded: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-    handed_back: int = 0
+    settled: Counter[Settled] = field(default_factory=Counter)
     jobs: int = 0
     duplicates: int = 0
 
@@ -23,10 +23,10 @@ class Stats:
         return {
             "reason": reason,
             "received": self.received,
-            "succeeded": self.succeeded,
-            "retried": self.retried,
-            "dead_lettered": self.dead_lettered,
-            "handed_back": self.handed_back,
+            "succeeded": self.settled[Settled.ACKED],
+            "retried": self.settled[Settled.RETRIED],
+            "dead_lettered": self.settled[Settled.DEAD_LETTERED] + self.settled[Settled.REJECTED],
+            "handed_back": self.settled[Settled.HANDED_BACK],
             "jobs": self.jobs,
             "duplicates": self.duplicates,
             "elapsed_s": round(elapsed, 3),
