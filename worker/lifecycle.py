@@ -28,6 +28,8 @@ from worker.settings import Settings
 log = structlog.get_logger("worker.lifecycle")
 
 ACK_LINGER_SECONDS = 0.01
+# The longest stopTimeout ECS allows on Fargate: a stop must end within it or be killed.
+FARGATE_STOP_TIMEOUT_MAX = 120.0
 
 
 async def run(settings: Settings) -> str:
@@ -116,7 +118,15 @@ async def run(settings: Settings) -> str:
             concurrency=settings.concurrency,
             receivers=settings.receivers,
             jobs=sorted(handlers),
+            stop_budget_s=settings.stop_budget_seconds,
         )
+        if settings.stop_budget_seconds > FARGATE_STOP_TIMEOUT_MAX:
+            log.warning(
+                "config.stop_budget_too_long",
+                stop_budget_s=settings.stop_budget_seconds,
+                fargate_max_s=FARGATE_STOP_TIMEOUT_MAX,
+                hint="a stop past stopTimeout is a SIGKILL: lower WORKER_SHUTDOWN_GRACE_SECONDS",
+            )
         try:
             reason = await consumer.run()
         finally:

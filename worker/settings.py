@@ -86,6 +86,17 @@ class Settings:
     sidecar: SidecarSettings = field(default_factory=SidecarSettings)
     refresh: RefreshSettings = field(default_factory=RefreshSettings)
 
+    @property
+    def stop_budget_seconds(self) -> float:
+        """The longest a stop takes, from the signal to the process's end (but for closing).
+
+        The grace lets running jobs finish; then cancel_seconds to cancel the rest and hand
+        their messages back (late receives are handed back meanwhile); then cancel_seconds
+        more for the final flush of deletes and hand-back copies. ECS's stopTimeout, the time
+        from SIGTERM to SIGKILL, must cover it.
+        """
+        return self.shutdown_grace_seconds + 2 * self.cancel_seconds
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build and validate settings; raise ConfigError naming the first bad variable."""
