@@ -1,7 +1,8 @@
 """The ctypes structures of worker/adapters/nfs3.py match libnfs's C headers, byte for byte.
 
 A wrong offset would send garbage to the server or read garbage from its replies, so every
-size and offset we rely on is compared with what the C compiler says for libnfs-raw-nfs.h.
+size and offset we rely on is compared with what the C compiler says for libnfs-raw-nfs.h
+and libnfs-raw-mount.h.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ CHECKS: list[tuple[str, int]] = [
     ("offsetof(RENAME3args, to)", nfs3.RenameArgs.target.offset),
     ("sizeof(REMOVE3args)", ctypes.sizeof(nfs3.DirOpArgs3)),
     ("sizeof(GETATTR3args)", ctypes.sizeof(nfs3.Fh3)),
+    ("sizeof(fhandle3)", ctypes.sizeof(nfs3.Fh3)),
+    ("offsetof(mountres3, mountres3_u.mountinfo.fhandle)", nfs3.MountRes.handle.offset),
+    ("sizeof(mountres3)", ctypes.sizeof(nfs3.MountRes)),
 ]
 
 
@@ -75,6 +79,7 @@ def c_values(tmp_path_factory: pytest.TempPathFactory) -> list[int]:
     source.write_text(
         "#include <stddef.h>\n#include <stdio.h>\n#include <stdint.h>\n#include <sys/types.h>\n"
         "#include <nfsc/libnfs.h>\n#include <nfsc/libnfs-raw.h>\n#include <nfsc/libnfs-raw-nfs.h>\n"
+        "#include <nfsc/libnfs-raw-mount.h>\n"
         f"int main(void) {{\n{prints}\n    return 0;\n}}\n"
     )
     binary = source.with_suffix("")

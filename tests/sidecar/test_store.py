@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import warnings
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.sidecar.conftest import (
+    NFS_TIMEOUT_MS,
     Destination,
     SidecarRunner,
     nfs_destination,
@@ -24,9 +27,12 @@ from tests.sidecar.conftest import (
     temporaries,
 )
 from tests.support.ganesha import Ganesha
+from tests.support.ports import free_port
 from worker.adapters.beneath import LocalRoot
 from worker.adapters.files import write_beside
+from worker.adapters.libnfs import NfsContext, NfsError
 from worker.adapters.localfs import LocalOps
+from worker.adapters.nfs3 import Nfs3, mount_root
 from worker.errors import PermanentError, RetryableError
 from worker.handlers.sidecar_job import SidecarRequest, placement, render_sidecar, temporary_name
 from worker.jobs import MessageFacts
@@ -310,18 +316,75 @@ def test_connections_are_opened_once_reused_and_closed_at_exit(ganesha: Ganesha)
     assert established_to(ganesha.nfs_port) == 0
 
 
-@pytest.mark.nfs
-def test_an_export_root_we_may_not_list_still_takes_sidecars_below_it(ganesha: Ganesha) -> None:
-    os.chmod(ganesha.export_dir, 0o711)  # others may pass through the root, not read it
+def unreadable_root(ganesha: Ganesha) -> SidecarRunner:
+    """A runner as uid 65534 on an export whose root it may pass through (711), not read."""
+    os.chmod(ganesha.export_dir, 0o711)
     make_file(ganesha.export_dir, "open/f.dat")
     os.chmod(ganesha.export_dir / "open", 0o777)
     ganesha.restart()  # so that it serves the new modes, not the ones it cached at start
-    runner = SidecarRunner(nfs_destination(ganesha, uid=65534, gid=65534).options)
+    return SidecarRunner(nfs_destination(ganesha, uid=65534, gid=65534).options)
+
+
+@pytest.mark.nfs
+def test_an_export_root_we_may_not_list_still_takes_sidecars_below_it(ganesha: Ganesha) -> None:
+    runner = unreadable_root(ganesha)
     try:
-        runner.job("open/f.dat", results="by path")
+        with capture_logs() as logs:
+            runner.job("open/f.dat", results="root handle from MOUNT")
     finally:
         runner.close()
-    assert read_sidecar(ganesha.export_dir / "open/f-sidecar.json")["results"] == "by path"
+    assert [e["event"] for e in logs].count("nfs.root_not_readable") == 1
+    sidecar = read_sidecar(ganesha.export_dir / "open/f-sidecar.json")
+    assert sidecar["results"] == "root handle from MOUNT"
+
+
+@pytest.mark.nfs
+def test_below_a_root_we_may_not_list_links_still_stay_in_the_export(
+    ganesha: Ganesha, world: Path
+) -> None:
+    (world / "secret.bin").write_bytes(b"s" * 42)
+    (ganesha.export_dir / "open").mkdir()
+    (ganesha.export_dir / "open" / "out.bin").symlink_to(world / "secret.bin")
+    (ganesha.export_dir / "open" / "up.bin").symlink_to("../../secret.bin")
+    runner = unreadable_root(ganesha)
+    try:
+        for name in ("open/out.bin", "open/up.bin"):
+            with pytest.raises(PermanentError, match="leads outside the export"):
+                runner.job(name)
+    finally:
+        runner.close()
+    assert sorted(p.name for p in (ganesha.export_dir / "open").iterdir()) == [
+        "f.dat",
+        "out.bin",
+        "up.bin",
+    ]
+
+
+@pytest.mark.nfs
+def test_the_root_handle_from_mount_is_the_one_libnfs_mounted(ganesha: Ganesha) -> None:
+    context = NfsContext(ganesha.url(), timeout_ms=NFS_TIMEOUT_MS)
+    try:
+        by_open = Nfs3(context, timeout_s=2).root
+        by_mount = mount_root(
+            context.server,
+            context.export.encode(),
+            port=ganesha.mnt_port,
+            uid=os.getuid(),
+            gid=os.getgid(),
+            timeout_s=2,
+        )
+    finally:
+        context.close()
+    assert by_mount == by_open
+
+
+@pytest.mark.nfs
+def test_a_mount_service_that_is_down_fails_the_root_lookup_in_time(ganesha: Ganesha) -> None:
+    closed = free_port()
+    started = time.monotonic()
+    with pytest.raises(NfsError):
+        mount_root(b"127.0.0.1", b"/x", port=closed, uid=0, gid=0, timeout_s=2)
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.nfs

@@ -130,11 +130,12 @@ class NfsContext:
             raise NfsError(errno.ENOMEM, "nfs_init_context failed")
         self._nfs: int | None = handle
         self.export = "/"  # the export's path on the server, once mounted
+        self.server = b""  # the server as the URL names it
         try:
             self._lib.nfs_set_timeout(handle, whole_seconds(timeout_ms))
             server, export = self._parse(url)
             self.check(self._lib.nfs_mount(handle, server, export), "mount")
-            self.export = os.fsdecode(export)
+            self.export, self.server = os.fsdecode(export), server
         except BaseException:
             self.close()
             raise

@@ -6,10 +6,15 @@ sidecar. Its raw layer sends exactly the procedure asked for, so with directory 
 cached a sidecar costs four: LOOKUP (the file and its attributes), CREATE (GUARDED, which
 returns the new handle), WRITE (FILE_SYNC: on stable storage before the reply), RENAME.
 
-The structures mirror libnfs-raw-nfs.h (rpcgen output; tests/sidecar/test_nfs3_layout.py
-checks every size and offset against the C compiler). A call is sent with rpc_nfs3_*_async
-and completed by polling the context's socket in this thread; the poll and every foreign
-call release the GIL. Every reply's status is checked and raised as an OSError errno.
+The root handle is the one libnfs received at mount, which it hands out for an open of "/";
+where the root may be passed through but not read (mode 711: an open needs read), it comes
+from the MOUNT service itself (MNT, as libnfs's own mount got it), which needs neither.
+
+The structures mirror libnfs-raw-nfs.h and -mount.h (rpcgen output;
+tests/sidecar/test_nfs3_layout.py checks every size and offset against the C compiler). A
+call is sent with rpc_*_async and completed by polling the socket in this thread; the poll
+and every foreign call release the GIL. Every reply's status is checked and raised as an
+OSError errno.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from typing import Any
 from worker.adapters.libnfs import NfsContext, NfsError, library
 
 _U32, _U64, _P, _S = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_void_p, ctypes.c_char_p
+_I = ctypes.c_int
 RPC_STATUS_SUCCESS, RPC_STATUS_TIMEOUT = 0, 3
 NF3DIR, NF3LNK = 2, 5
+MOUNT_PROGRAM, MOUNT_V3 = 100005, 3
 GUARDED, FILE_SYNC = 1, 2
 
 # nfsstat3 -> errno (RFC 1813 numbers most after Linux errno, but not all of them).
@@ -120,6 +127,12 @@ class RenameArgs(ctypes.Structure):
     _fields_ = (("source", DirOpArgs3), ("target", DirOpArgs3))
 
 
+class MountRes(ctypes.Structure):
+    """mountres3: a status, then (when 0) the export's root handle and the auth flavours."""
+
+    _fields_ = (("status", ctypes.c_int), ("handle", Fh3), ("flavors", ctypes.c_uint), ("val", _P))
+
+
 class NfsFh(ctypes.Structure):
     """libnfs's own `struct nfs_fh` (what nfs_get_fh returns)."""
 
@@ -136,6 +149,13 @@ _RAW: dict[str, tuple[object, list[object]]] = {
     "rpc_which_events": (ctypes.c_int, [_P]),
     "rpc_service": (ctypes.c_int, [_P, ctypes.c_int]),
     "rpc_get_error": (_S, [_P]),
+    "rpc_init_context": (_P, []),
+    "rpc_destroy_context": (None, [_P]),
+    "rpc_set_uid": (None, [_P, ctypes.c_int]),
+    "rpc_set_gid": (None, [_P, ctypes.c_int]),
+    "rpc_connect_port_async": (_I, [_P, _S, _I, _I, _I, CALLBACK, _P]),
+    "rpc_connect_program_async": (_I, [_P, _S, _I, _I, CALLBACK, _P]),
+    "rpc_mount3_mnt_async": (ctypes.c_int, [_P, CALLBACK, _S, _P]),
     **{
         f"rpc_nfs3_{name}_async": (ctypes.c_int, [_P, CALLBACK, _P, _P])
         for name in ("lookup", "getattr", "readlink", "create", "write", "rename", "remove")
@@ -176,32 +196,18 @@ def _fh(handle: bytes) -> Fh3:
     return Fh3(len(handle), ctypes.cast(ctypes.c_char_p(handle), _P))
 
 
-class Nfs3:
-    """Procedures by handle on one context (not thread-safe, like the context itself)."""
+class _Rpc:
+    """Calls on one libnfs rpc_context, each completed by polling its socket in this thread."""
 
-    def __init__(self, context: NfsContext, *, timeout_s: float) -> None:
+    def __init__(self, rpc: int, *, timeout_s: float) -> None:
         self._lib = _raw_library()
-        self._context = context
-        self._rpc = self._lib.nfs_get_rpc_context(context.handle)
+        self._rpc = rpc
         self._timeout = timeout_s
         self._ids = itertools.count(1)
         self._waiting: dict[int, Callable[[int, Any], None]] = {}
         self._callback = CALLBACK(self._on_reply)  # one object, alive as long as the context
         self._poller = select.poll()
         self._registered: tuple[int, int] | None = None
-        self.write_max = int(self._lib.nfs_get_writemax(context.handle)) or 64 * 1024
-        self.root = self._root_handle()
-
-    def _root_handle(self) -> bytes:
-        """The export's root handle: libnfs keeps it private, but hands it out for an open."""
-        fh = _P()
-        result = self._lib.nfs_open(self._context.handle, b"/", 0, ctypes.byref(fh))
-        self._context.check(result, "open /")
-        try:
-            raw = self._lib.nfs_get_fh(fh).contents
-            return ctypes.string_at(raw.val, raw.len)
-        finally:
-            self._context.close_file(fh.value or 0)
 
     def _on_reply(self, rpc: int, status: int, data: int, private: int) -> None:
         handler = self._waiting.pop(private or 0, None)
@@ -209,7 +215,22 @@ class Nfs3:
             handler(status, data)
 
     def _call(self, procedure: str, args: ctypes.Structure, read: Callable[[Any], Any]) -> Any:
-        """Send one procedure, service the socket until its reply, return `read(reply)`."""
+        """Send one NFSv3 procedure, service the socket until its reply, return `read(reply)`."""
+        function = getattr(self._lib, f"rpc_nfs3_{procedure}_async")
+        return self._send(
+            procedure, lambda i: function(self._rpc, self._callback, ctypes.byref(args), i), read
+        )
+
+    def _send(
+        self,
+        procedure: str,
+        start: Callable[[int], int],
+        read: Callable[[Any], Any],
+        *,
+        checked: bool = True,
+    ) -> Any:
+        """`start(call_id)` sends a call; wait for its callback and return `read(data)`. When
+        `checked`, data is a reply whose first field is its status (0 is success)."""
         call_id = next(self._ids)
         outcome: list[Any] = []
 
@@ -226,7 +247,7 @@ class Nfs3:
                 outcome.append(NfsError(code, f"{procedure}: {text.decode(errors='replace')}"))
                 return
             reply = ctypes.cast(data, ctypes.POINTER(ctypes.c_int))
-            if reply.contents.value != 0:
+            if checked and reply.contents.value != 0:
                 nfsstat = reply.contents.value
                 code = _ERRNO.get(nfsstat, errno.EIO)
                 name = errno.errorcode.get(code, str(code))
@@ -235,8 +256,7 @@ class Nfs3:
             outcome.append(read(data))
 
         self._waiting[call_id] = complete
-        function = getattr(self._lib, f"rpc_nfs3_{procedure}_async")
-        if function(self._rpc, self._callback, ctypes.byref(args), call_id) != 0:
+        if start(call_id) != 0:
             self._waiting.pop(call_id, None)
             raise NfsError(errno.EIO, f"{procedure}: {self._rpc_error()}")
         self._wait(outcome, procedure)
@@ -277,6 +297,64 @@ class Nfs3:
     def _rpc_error(self) -> str:
         message = self._lib.rpc_get_error(self._rpc)
         return message.decode(errors="replace") if message else "rpc failed"
+
+
+def mount_root(
+    server: bytes, export: bytes, *, port: int | None, uid: int, gid: int, timeout_s: float
+) -> bytes:
+    """The export's root handle from the MOUNT service (MNT), on a connection of its own made
+    as `uid`/`gid` to `port` (else the one the portmapper names), closed before returning."""
+    lib = _raw_library()
+    rpc = lib.rpc_init_context()
+    if not rpc:
+        raise NfsError(errno.ENOMEM, "rpc_init_context failed")
+    try:
+        lib.rpc_set_uid(rpc, uid)
+        lib.rpc_set_gid(rpc, gid)
+        channel = _Rpc(rpc, timeout_s=timeout_s)
+        callback = channel._callback
+        if port is None:
+            connect = functools.partial(
+                lib.rpc_connect_program_async, rpc, server, MOUNT_PROGRAM, MOUNT_V3, callback
+            )
+        else:
+            connect = functools.partial(
+                lib.rpc_connect_port_async, rpc, server, port, MOUNT_PROGRAM, MOUNT_V3, callback
+            )
+        channel._send("mount connect", connect, lambda data: None, checked=False)
+
+        def read(data: int) -> bytes:
+            res = ctypes.cast(data, ctypes.POINTER(MountRes)).contents
+            return ctypes.string_at(res.handle.val, res.handle.len)
+
+        mnt = functools.partial(lib.rpc_mount3_mnt_async, rpc, callback, export)
+        return channel._send("mnt", mnt, read)  # type: ignore[no-any-return]
+    finally:
+        lib.rpc_destroy_context(rpc)
+
+
+class Nfs3(_Rpc):
+    """Procedures by handle on one context (not thread-safe, like the context itself).
+    `root`: the export's root handle when the caller has it (see mount_root)."""
+
+    def __init__(self, context: NfsContext, *, timeout_s: float, root: bytes | None = None) -> None:
+        lib = _raw_library()
+        super().__init__(lib.nfs_get_rpc_context(context.handle), timeout_s=timeout_s)
+        self._context = context
+        self.write_max = int(self._lib.nfs_get_writemax(context.handle)) or 64 * 1024
+        self.root = root if root is not None else self._root_handle()
+
+    def _root_handle(self) -> bytes:
+        """The export's root handle: libnfs keeps it private, but hands it out for an open
+        (which needs read permission on the root: mount_root needs none)."""
+        fh = _P()
+        result = self._lib.nfs_open(self._context.handle, b"/", 0, ctypes.byref(fh))
+        self._context.check(result, "open /")
+        try:
+            raw = self._lib.nfs_get_fh(fh).contents
+            return ctypes.string_at(raw.val, raw.len)
+        finally:
+            self._context.close_file(fh.value or 0)
 
     def lookup(self, directory: bytes, name: bytes) -> tuple[bytes, Attributes | None]:
         """LOOKUP: the handle of `name` in `directory`, and its attributes when sent along."""
