@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import ClientError
 
@@ -91,7 +91,8 @@ class SizingLease:
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
-                item = exc.response.get("Item", {})
+                # ReturnValuesOnConditionCheckFailure's item: a key botocore's error type lacks.
+                item = cast("dict[str, Any]", exc.response.get("Item", {}))
             # SQS's approximate counts may lag the send by a moment, so the covering sizing may
             # have counted one worker too few; it cannot have left the messages without one.
             if _number(item, "sized_from_ms") >= sent_at_ms and _number(item, "workers"):

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 
 import structlog
 
-from worker import routing
+from worker import routing, wiring
 from worker.adapters.aws import AwsClients
 from worker.adapters.sqs import Queue
 from worker.engine import spot
@@ -51,7 +51,7 @@ async def run(settings: Settings) -> str:
             region=settings.region,
             max_connections=settings.concurrency + settings.receivers + 8,
         )
-        sqs = await clients.get("sqs")
+        sqs = await clients.sqs()
         queue = Queue(sqs, settings.queue_url, await clients.sqs_wire())
         attributes = await _check_patiently(queue, "QUEUE_URL", stop)
         dead_letter = Queue(sqs, settings.dlq_url) if settings.dlq_url else None
@@ -66,9 +66,8 @@ async def run(settings: Settings) -> str:
             log.warning(
                 "config.no_dead_letter", hint="set DLQ_URL or a redrive policy on the queue"
             )
-        handlers = await routing.build_handlers(
-            settings, clients, stack, metrics, diagnostics=settings.probe_jobs
-        )
+        adapters = await wiring.build(settings, clients, stack, metrics, work_queue=queue)
+        handlers = routing.build_handlers(settings, adapters, diagnostics=settings.probe_jobs)
         deletes: Batcher[str] = Batcher(
             "DeleteMessageBatch",
             lambda entries: queue.delete_batch(entries),

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
-from worker.adapters.aws import AwsClients
 from worker.errors import InvalidMessage
 from worker.handlers import csv_job, probe, refresh_job, sidecar_job
 from worker.jobs import Job, JobRequest, MessageFacts, ObjectChange, Request
-from worker.metrics import Metrics
+from worker.ports import Adapters
 from worker.settings import CsvSettings, Settings
 
 
@@ -20,7 +18,7 @@ class Handler(Protocol):
     def __call__(self, job: Job, facts: MessageFacts) -> Awaitable[str | None]: ...
 
 
-HandlerFactory = Callable[[Settings, AwsClients, AsyncExitStack, Metrics], Awaitable[Handler]]
+HandlerFactory = Callable[[Settings, Adapters], Handler]
 
 # The explicit registry: job kind -> the factory that builds its handler once at start.
 HANDLERS: dict[str, HandlerFactory] = {
@@ -32,22 +30,14 @@ HANDLERS: dict[str, HandlerFactory] = {
 DIAGNOSTIC_HANDLERS: dict[str, HandlerFactory] = {"probe": probe.create}
 
 
-async def build_handlers(
-    settings: Settings,
-    clients: AwsClients,
-    stack: AsyncExitStack,
-    metrics: Metrics,
-    *,
-    diagnostics: bool,
+def build_handlers(
+    settings: Settings, adapters: Adapters, *, diagnostics: bool
 ) -> dict[str, Handler]:
-    """Create every handler once; they hold their own clients and pools for the whole run."""
+    """Create every handler once from the adapters the composition root built."""
     factories = dict(HANDLERS)
     if diagnostics:
         factories.update(DIAGNOSTIC_HANDLERS)
-    return {
-        kind: await factory(settings, clients, stack, metrics)
-        for kind, factory in factories.items()
-    }
+    return {kind: factory(settings, adapters) for kind, factory in factories.items()}
 
 
 def plan(requests: list[Request], settings: Settings, known: frozenset[str]) -> list[Job]:

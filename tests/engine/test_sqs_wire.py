@@ -34,7 +34,7 @@ def with_queues(url: str, use: Callable[[Queue, Queue], Awaitable[T]]) -> T:
     async def run() -> T:
         async with AsyncExitStack() as stack:
             clients = AwsClients(stack, region="us-east-1", max_connections=4)
-            client = await clients.get("sqs")
+            client = await clients.sqs()
             return await use(Queue(client, url, await clients.sqs_wire()), Queue(client, url))
 
     return asyncio.run(run())

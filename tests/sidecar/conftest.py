@@ -14,10 +14,11 @@ import pytest
 
 from tests.conftest import serve_ganesha
 from tests.support.ganesha import Ganesha
+from worker import wiring
 from worker.handlers import sidecar_job
 from worker.jobs import Job, MessageFacts
 from worker.metrics import Metrics
-from worker.settings import Settings, SidecarSettings
+from worker.settings import SidecarSettings
 
 # Every destination kind; "nfs" needs ganesha, "local" is SIDECAR_ROOT on a plain directory.
 KINDS = [pytest.param("nfs", marks=pytest.mark.nfs), pytest.param("local")]
@@ -71,10 +72,10 @@ class SidecarRunner:
     def __init__(self, options: SidecarSettings) -> None:
         self.loop = asyncio.Runner()
         self._stack = AsyncExitStack()
-        settings = Settings(queue_url="unused", sidecar=options)
-        self.handler = self.loop.run(
-            sidecar_job.create(settings, None, self._stack, Metrics.off())  # type: ignore[arg-type]
-        )
+        store = wiring.sidecar_store(options)
+        assert store is not None, "a destination names NFS or a local root"
+        self._stack.push_async_callback(store.close)
+        self.handler = sidecar_job.SidecarJob(store, Metrics.off())
 
     def job(
         self, filename: Any, results: Any = "ok", message_id: str = "m-1", attempt: int = 1

@@ -7,7 +7,7 @@ import platform
 import ssl
 import urllib.request
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import aiobotocore
@@ -19,6 +19,12 @@ from botocore.exceptions import NoCredentialsError
 
 from worker.adapters.sigv4 import Credentials
 from worker.adapters.sqs_wire import SqsWire
+
+if TYPE_CHECKING:  # the stubs are for the type checker only; nothing imports them at run time
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_storagegateway import StorageGatewayClient
 
 USER_AGENT = (
     f"spotdrain aiobotocore/{aiobotocore.__version__} botocore/{botocore.__version__} "
@@ -52,7 +58,19 @@ class AwsClients:
         self._sqs_wire: SqsWire | None = None
         self._credential_source: Any = None  # botocore's (refreshable) credentials, once found
 
-    async def get(self, service: str) -> Any:
+    async def sqs(self) -> SQSClient:
+        return cast("SQSClient", await self._get("sqs"))
+
+    async def s3(self) -> S3Client:
+        return cast("S3Client", await self._get("s3"))
+
+    async def dynamodb(self) -> DynamoDBClient:
+        return cast("DynamoDBClient", await self._get("dynamodb"))
+
+    async def storagegateway(self) -> StorageGatewayClient:
+        return cast("StorageGatewayClient", await self._get("storagegateway"))
+
+    async def _get(self, service: str) -> Any:
         """The client for `service`, created on first use and reused for the whole run."""
         client = self._clients.get(service)
         if client is not None:
@@ -61,7 +79,8 @@ class AwsClients:
             if service not in self._clients:
                 extra = _SERVICE_CONFIG.get(service)
                 config = self._config.merge(extra) if extra is not None else self._config
-                creator = self._session.create_client(
+                # One path for the typed accessors above; the stubs type only literal names.
+                creator = self._session.create_client(  # type: ignore[call-overload]
                     service, region_name=self._region, config=config
                 )
                 self._clients[service] = await self._stack.enter_async_context(creator)
@@ -70,7 +89,7 @@ class AwsClients:
     async def sqs_wire(self) -> SqsWire:
         """The lean path for SQS's per-message calls, aimed and signed like the SQS client."""
         if self._sqs_wire is None:
-            client = await self.get("sqs")
+            client = await self.sqs()
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, ssl=self._tls(), keepalive_timeout=30
             )

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from worker.adapters.aws_errors import error_code, mapped
 from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 _serializer = TypeSerializer()
@@ -29,7 +32,7 @@ class Update:
 class Table:
     """One table addressed by a string partition key."""
 
-    def __init__(self, client: Any, name: str, *, key: str) -> None:
+    def __init__(self, client: DynamoDBClient, name: str, *, key: str) -> None:
         self._client = client
         self.name = name
         self._key = key
@@ -83,7 +86,9 @@ class Table:
             except ClientError as exc:
                 if error_code(exc) != _CONDITION_FAILED:
                     raise
-                return Update(False, _decode_item(exc.response.get("Item")))
+                # ReturnValuesOnConditionCheckFailure's item: a key botocore's error type lacks.
+                current = cast("Mapping[str, Any] | None", exc.response.get("Item"))
+                return Update(False, _decode_item(current))
         return Update(True, _decode_item(response.get("Attributes")))
 
     async def get(self, key: str) -> dict[str, Any] | None:

@@ -7,12 +7,16 @@ import contextlib
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from worker.adapters.aws_errors import error_code, http_status, mapped
 from worker.errors import PermanentError, RetryableError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_s3.type_defs import TagTypeDef
 
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 # Parts carry their own CRC32 (S3 checks each one and composes the object's); it also
@@ -52,7 +56,7 @@ def _missing(exc: ClientError) -> bool:
 class S3:
     """The S3 operations the csv job needs, on one shared aiobotocore client."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: S3Client) -> None:
         self._client = client
 
     async def head(self, bucket: str, key: str) -> ObjectInfo | None:
@@ -81,7 +85,7 @@ class S3:
 
     async def tag(self, bucket: str, key: str, tags: Mapping[str, str]) -> None:
         what = f"PutObjectTagging s3://{bucket}/{key}"
-        tag_set = [{"Key": k, "Value": v} for k, v in tags.items()]
+        tag_set: list[TagTypeDef] = [{"Key": k, "Value": v} for k, v in tags.items()]
         with mapped(what, _meaning):
             await self._client.put_object_tagging(
                 Bucket=bucket, Key=key, Tagging={"TagSet": tag_set}
@@ -144,7 +148,7 @@ class OutputWriter:
 
     def __init__(
         self,
-        client: Any,
+        client: S3Client,
         bucket: str,
         key: str,
         *,

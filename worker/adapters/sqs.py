@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore import xform_name
 from botocore.exceptions import ClientError
@@ -12,6 +12,10 @@ from botocore.exceptions import ClientError
 from worker.adapters.aws_errors import error_code, mapped
 from worker.adapters.sqs_wire import SqsWire
 from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+    from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 MAX_BATCH = 10
 _MISSING_QUEUE_CODES = frozenset(
@@ -55,7 +59,7 @@ class Queue:
     change) take the lean path of adapters/sqs_wire.py; the rest always go through `client`.
     """
 
-    def __init__(self, client: Any, url: str, wire: SqsWire | None = None) -> None:
+    def __init__(self, client: SQSClient, url: str, wire: SqsWire | None = None) -> None:
         self._client = client
         self._wire = wire
         self.url = url
@@ -72,7 +76,7 @@ class Queue:
             response = await self._client.get_queue_attributes(
                 QueueUrl=self.url, AttributeNames=["All"]
             )
-        return dict(response.get("Attributes", {}))
+        return {str(name): value for name, value in response.get("Attributes", {}).items()}
 
     async def receive(
         self, *, max_messages: int, wait_seconds: int, visibility: int
@@ -141,15 +145,14 @@ class Queue:
         self, entries: Sequence[tuple[str, tuple[str, dict[str, Any]]]]
     ) -> list[BatchFailure]:
         """Send (id, (body, attributes)) entries; return the entries SQS did not take."""
-        request = {
-            "QueueUrl": self.url,
-            "Entries": [
-                {"Id": i, "MessageBody": body, **({"MessageAttributes": a} if a else {})}
-                for i, (body, a) in entries
-            ],
-        }
+        batch: list[SendMessageBatchRequestEntryTypeDef] = []
+        for i, (body, attributes) in entries:
+            entry: SendMessageBatchRequestEntryTypeDef = {"Id": i, "MessageBody": body}
+            if attributes:
+                entry["MessageAttributes"] = attributes
+            batch.append(entry)
         with mapped("SendMessageBatch"):
-            response = await self._client.send_message_batch(**request)
+            response = await self._client.send_message_batch(QueueUrl=self.url, Entries=batch)
         return _failures(response)
 
     async def counts(self) -> QueueCounts:
@@ -183,7 +186,7 @@ def _received(raw: dict[str, Any]) -> ReceivedMessage:
     )
 
 
-def _failures(response: dict[str, Any]) -> list[BatchFailure]:
+def _failures(response: Mapping[str, Any]) -> list[BatchFailure]:
     return [
         BatchFailure(
             entry_id=f["Id"],

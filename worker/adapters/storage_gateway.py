@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -20,6 +20,10 @@ _GONE = frozenset({"DELETING", "FORCE_DELETING"})
 # The gateway answers this when a share already runs two refreshes (or is briefly
 # unavailable): worth retrying with backoff, never dropping.
 _BUSY = "InvalidGatewayRequestException"
+
+
+if TYPE_CHECKING:
+    from types_aiobotocore_storagegateway import StorageGatewayClient
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Gateway:
 
     def __init__(
         self,
-        client: Any,
+        client: StorageGatewayClient,
         *,
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,

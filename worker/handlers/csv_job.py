@@ -13,22 +13,20 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from worker.adapters.aws import AwsClients
-from worker.adapters.s3 import S3, ObjectInfo, OutputWriter
-from worker.adapters.sqs import Queue
+from worker.adapters.s3 import ObjectInfo, OutputWriter
 from worker.csvconv import blocks
 from worker.csvconv.options import CsvOptions
-from worker.csvconv.pool import FramePool, default_processes, return_large_buffers
+from worker.csvconv.pool import FramePool
 from worker.csvconv.stream import Conversion, run_here
 from worker.errors import PermanentError
 from worker.jobs import Job, MessageFacts
 from worker.metrics import Metrics
+from worker.ports import Adapters, ObjectStore, Outbox
 from worker.settings import CsvSettings, Settings
 
 log = structlog.get_logger("worker.csv")
@@ -147,7 +145,12 @@ class Progress:
 
 class CsvJob:
     def __init__(
-        self, csv: CsvSettings, s3: S3, results: Queue | None, pool: FramePool, metrics: Metrics
+        self,
+        csv: CsvSettings,
+        s3: ObjectStore,
+        results: Outbox | None,
+        pool: FramePool,
+        metrics: Metrics,
     ) -> None:
         self._csv = csv
         self._metrics = metrics
@@ -319,17 +322,9 @@ class Waits:
         return {f"{stage}_s": round(value, 2) for stage, value in self.seconds.items()}
 
 
-async def create(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
-) -> CsvJob:
-    csv = settings.csv
-    results: Queue | None = None
-    if csv.result_queue_url:
-        results = Queue(await clients.get("sqs"), csv.result_queue_url)
-        await results.check("CSV_RESULT_QUEUE_URL")
+def create(settings: Settings, adapters: Adapters) -> CsvJob:
     if not blocks.ACCELERATED:
         log.warning("csv.no_c_converter", detail="the csv module converts every frame, ~10x slower")
-    return_large_buffers()
-    pool = FramePool(csv.processes or default_processes())
-    stack.push_async_callback(asyncio.to_thread, pool.close)
-    return CsvJob(csv, S3(await clients.get("s3")), results, pool, metrics)
+    return CsvJob(
+        settings.csv, adapters.objects, adapters.csv_results, adapters.frames, adapters.metrics
+    )

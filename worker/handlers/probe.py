@@ -8,14 +8,12 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.adapters.aws import AwsClients
 from worker.errors import PermanentError, RetryableError
 from worker.jobs import Job, MessageFacts
-from worker.metrics import Metrics
+from worker.ports import Adapters
 from worker.settings import Settings
 
 
@@ -56,7 +54,5 @@ class Probe:
         return None
 
 
-async def create(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
-) -> Probe:
+def create(settings: Settings, adapters: Adapters) -> Probe:
     return Probe()

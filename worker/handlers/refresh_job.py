@@ -14,16 +14,12 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from worker.adapters.aws import AwsClients
-from worker.adapters.dynamodb import Table
-from worker.adapters.sqs import Queue
-from worker.adapters.storage_gateway import Gateway, GatewayBusy
+from worker.adapters.storage_gateway import GatewayBusy
 from worker.errors import PermanentError, RetryableError
 from worker.handlers.refresh_ledger import Ledger
 from worker.handlers.refresh_plan import (
@@ -41,6 +37,7 @@ from worker.handlers.refresh_plan import (
 )
 from worker.jobs import Job, MessageFacts
 from worker.metrics import Metrics
+from worker.ports import Adapters, FileShares, Outbox
 from worker.settings import RefreshSettings, Settings
 
 log = structlog.get_logger("worker.refresh")
@@ -95,7 +92,7 @@ class RefreshChange:
     """`refresh`: one conditional write per change; send the due message when it opens a window."""
 
     def __init__(
-        self, *, ledger: Ledger, queue: Queue, settings: RefreshSettings, clock: Clock
+        self, *, ledger: Ledger, queue: Outbox, settings: RefreshSettings, clock: Clock
     ) -> None:
         self._ledger = ledger
         self._queue = queue
@@ -149,8 +146,8 @@ class RefreshDue:
         self,
         *,
         ledger: Ledger,
-        queue: Queue,
-        gateway: Gateway,
+        queue: Outbox,
+        gateway: FileShares,
         settings: RefreshSettings,
         clock: Clock,
         metrics: Metrics,
@@ -228,36 +225,27 @@ class Disabled:
         raise PermanentError("REFRESH_TABLE is not set")
 
 
-async def create(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
-) -> RefreshChange | Disabled:
-    if not settings.refresh.table:
+def create(settings: Settings, adapters: Adapters) -> RefreshChange | Disabled:
+    if adapters.refresh_table is None:
         return Disabled()
-    table = Table(await clients.get("dynamodb"), settings.refresh.table, key=TABLE_KEY)
-    await table.check("REFRESH_TABLE")
     return RefreshChange(
-        ledger=Ledger(table, folder_cap=settings.refresh.max_folders),
-        queue=Queue(await clients.get("sqs"), settings.queue_url),
+        ledger=Ledger(adapters.refresh_table, folder_cap=settings.refresh.max_folders),
+        queue=adapters.work_queue,
         settings=settings.refresh,
         clock=time.time,
     )
 
 
-async def create_due(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
-) -> RefreshDue | Disabled:
-    if not settings.refresh.table:
+def create_due(settings: Settings, adapters: Adapters) -> RefreshDue | Disabled:
+    if adapters.refresh_table is None or adapters.gateway is None:
         return Disabled()
-    table = Table(await clients.get("dynamodb"), settings.refresh.table, key=TABLE_KEY)
     return RefreshDue(
-        ledger=Ledger(table, folder_cap=settings.refresh.max_folders),
-        queue=Queue(await clients.get("sqs"), settings.queue_url),
-        gateway=Gateway(
-            await clients.get("storagegateway"), cache_seconds=settings.refresh.share_cache_seconds
-        ),
+        ledger=Ledger(adapters.refresh_table, folder_cap=settings.refresh.max_folders),
+        queue=adapters.work_queue,
+        gateway=adapters.gateway,
         settings=settings.refresh,
         clock=time.time,
-        metrics=metrics,
+        metrics=adapters.metrics,
     )
 
 

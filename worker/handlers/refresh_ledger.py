@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from worker.adapters.dynamodb import Table
 from worker.handlers.refresh_plan import BucketState, Claim
+from worker.ports import ItemTable
 
 # DynamoDB refuses expression names an expression does not use: each call names its own.
 _WINDOW_NAMES = {"#token": "token", "#due": "due"}
@@ -25,7 +25,7 @@ _OPEN_WINDOW = (
 class Ledger:
     """The conditional writes on one bucket's item."""
 
-    def __init__(self, table: Table, *, folder_cap: int) -> None:
+    def __init__(self, table: ItemTable, *, folder_cap: int) -> None:
         self._table = table
         # Past this many folders the set stops growing and the window refreshes whole shares.
         self._cap = folder_cap

@@ -29,18 +29,16 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from worker.adapters import localfs, nfs
-from worker.adapters.aws import AwsClients
 from worker.adapters.files import FileFacts, Placement, SidecarStore
 from worker.errors import PermanentError
 from worker.jobs import Job, MessageFacts
 from worker.metrics import Metrics
+from worker.ports import Adapters
 from worker.settings import Settings
 
 SIDECAR_SUFFIX = "-sidecar.json"
@@ -179,18 +177,7 @@ class Unconfigured:
         raise PermanentError("no sidecar destination: set SIDECAR_NFS_URL or SIDECAR_ROOT")
 
 
-async def create(
-    settings: Settings, clients: AwsClients, stack: AsyncExitStack, metrics: Metrics
-) -> SidecarJob | Unconfigured:
-    options = settings.sidecar
-    store: nfs.NfsStore | localfs.LocalStore
-    if options.nfs_url:
-        store = nfs.NfsStore(
-            options.nfs_url, connections=options.nfs_connections, timeout_ms=options.nfs_timeout_ms
-        )
-    elif options.root:
-        store = localfs.LocalStore(options.root, threads=options.nfs_connections)
-    else:
+def create(settings: Settings, adapters: Adapters) -> SidecarJob | Unconfigured:
+    if adapters.sidecar_store is None:
         return Unconfigured()
-    stack.push_async_callback(store.close)
-    return SidecarJob(store, metrics)
+    return SidecarJob(adapters.sidecar_store, adapters.metrics)
