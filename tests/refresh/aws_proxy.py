@@ -12,9 +12,11 @@ import http.client
 import threading
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.loopback import LoopbackServer
 
 # (X-Amz-Target, body) -> hold this request?
 HoldRule = Callable[[str, bytes], bool]
@@ -22,7 +24,7 @@ UPSTREAM_FAILED = "!upstream-failed"  # counted when moto dropped a request (ans
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection"}
 
 
-class AwsProxy:
+class AwsProxy(LoopbackServer):
     def __init__(self, upstream: str) -> None:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
@@ -31,22 +33,11 @@ class AwsProxy:
         self.held = threading.Event()  # set once a request was held
         self._release = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> AwsProxy:
-        self._thread.start()
-        return self
+        super().__init__(_handler_for(self))
 
     def stop(self) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        self._release.set()  # a held request is answered, so that shutdown does not wait on it
+        super().stop()
 
     def hold(self, rule: HoldRule | None) -> None:
         """Requests matching `rule` get no answer (until `stop`)."""

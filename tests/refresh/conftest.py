@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
-from tests.conftest import TestQueue, unique
+from tests.conftest import QueueFactory, TestQueue, unique
 from tests.support.moto_server import MotoServer
 from tests.support.storage_gateway import Call, StorageGatewayEndpoint
+from tests.support.worker_process import WorkerProcess
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +67,44 @@ def refresh_env(
         "AWS_ENDPOINT_URL_DYNAMODB": table.url,
         **extra,
     }
+
+
+@dataclass
+class RefreshRig:
+    """One refresh test's world: a fresh queue, the table, the gateway, and workers aimed at
+    all three (the worker environment of refresh_env, plus what a test adds)."""
+
+    sqs: Any
+    queue: TestQueue
+    table: RefreshTable
+    gateway: StorageGatewayEndpoint
+    start_worker: Callable[..., WorkerProcess] = field(repr=False)
+
+    def send(self, body: str) -> None:
+        self.sqs.send_message(QueueUrl=self.queue.url, MessageBody=body)
+
+    def env(self, **extra: Any) -> dict[str, Any]:
+        return refresh_env(self.queue, self.table, self.gateway, **extra)
+
+    def start(self, **extra: Any) -> WorkerProcess:
+        return self.start_worker(**self.env(**extra))
+
+    def shared_bucket(self) -> str:
+        """A new bucket with one NFS share over all of it."""
+        bucket = unique("bucket")
+        self.gateway.add_share(bucket)
+        return bucket
+
+
+@pytest.fixture
+def rig(
+    sqs: Any,
+    make_queue: QueueFactory,
+    refresh_table: RefreshTable,
+    gateway: StorageGatewayEndpoint,
+    start_worker: Callable[..., WorkerProcess],
+) -> RefreshRig:
+    return RefreshRig(sqs, make_queue(), refresh_table, gateway, start_worker)
 
 
 def s3_event(

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.conftest import QueueFactory, drain_all, unique
+from tests.conftest import QueueFactory, drain_all
 from tests.refresh.aws_proxy import AwsProxy
-from tests.refresh.conftest import RefreshTable, refresh_env, s3_event, wait_for
+from tests.refresh.conftest import RefreshRig, RefreshTable, s3_event, wait_for
 from tests.support.moto_server import MotoServer
-from tests.support.storage_gateway import StorageGatewayEndpoint
 from tests.support.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -47,53 +47,39 @@ def kill_between_write_and_send(
 
 
 def test_a_change_whose_worker_died_before_the_send_is_refreshed_on_redelivery(
-    sqs: Any,
-    dynamodb: Any,
-    make_queue: QueueFactory,
-    refresh_table: RefreshTable,
-    gateway: StorageGatewayEndpoint,
-    start_worker: StartWorker,
-    sqs_proxy: AwsProxy,
+    rig: RefreshRig, dynamodb: Any, sqs_proxy: AwsProxy
 ) -> None:
-    bucket = unique("bucket")
-    gateway.add_share(bucket)
-    queue = make_queue()
-    env = refresh_env(queue, refresh_table, gateway, WORKER_VISIBILITY_SECONDS="2")
-    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "in/a.txt"))
-    dying = start_worker(**env, AWS_ENDPOINT_URL_SQS=sqs_proxy.url)
-    item = kill_between_write_and_send(sqs_proxy, dynamodb, refresh_table, bucket, dying)
+    bucket = rig.shared_bucket()
+    rig.send(s3_event(bucket, "in/a.txt"))
+    dying = rig.start(WORKER_VISIBILITY_SECONDS="2", AWS_ENDPOINT_URL_SQS=sqs_proxy.url)
+    item = kill_between_write_and_send(sqs_proxy, dynamodb, rig.table, bucket, dying)
 
-    healthy = start_worker(**env, WORKER_IDLE_EXIT_SECONDS="3")
+    healthy = rig.start(WORKER_VISIBILITY_SECONDS="2", WORKER_IDLE_EXIT_SECONDS="3")
     assert healthy.wait() == 0
-    (refresh,) = gateway.refreshes()
+    (refresh,) = rig.gateway.refreshes()
     assert refresh.params["FolderList"] == ["/", "in"]
     assert refresh.at > float(item["changed_at"]["N"])
     assert [e["window"] for e in healthy.events("refresh.window_resend")] == [item["token"]["S"]]
 
 
 def test_a_lost_window_is_rescued_by_a_later_change(
-    sqs: Any,
-    dynamodb: Any,
-    make_queue: QueueFactory,
-    refresh_table: RefreshTable,
-    gateway: StorageGatewayEndpoint,
-    start_worker: StartWorker,
-    sqs_proxy: AwsProxy,
+    rig: RefreshRig, make_queue: QueueFactory, dynamodb: Any, sqs_proxy: AwsProxy
 ) -> None:
-    bucket = unique("bucket")
-    gateway.add_share(bucket)
-    queue = make_queue(max_receive=1)  # the dead worker's message goes to the DLQ, not back
-    env = refresh_env(queue, refresh_table, gateway, WORKER_VISIBILITY_SECONDS="2")
-    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "lost/a.txt"))
-    dying = start_worker(**env, AWS_ENDPOINT_URL_SQS=sqs_proxy.url)
-    item = kill_between_write_and_send(sqs_proxy, dynamodb, refresh_table, bucket, dying)
+    # max_receive=1: the dead worker's message goes to the DLQ, not back
+    rig = replace(rig, queue=make_queue(max_receive=1))
+    bucket = rig.shared_bucket()
+    rig.send(s3_event(bucket, "lost/a.txt"))
+    dying = rig.start(WORKER_VISIBILITY_SECONDS="2", AWS_ENDPOINT_URL_SQS=sqs_proxy.url)
+    item = kill_between_write_and_send(sqs_proxy, dynamodb, rig.table, bucket, dying)
 
-    healthy = start_worker(**env, REFRESH_RESCUE_SECONDS="1", WORKER_IDLE_EXIT_SECONDS="3")
-    dead = wait_for(lambda: drain_all(sqs, queue.dlq_url), timeout=30, what="the DLQ")
+    healthy = rig.start(
+        WORKER_VISIBILITY_SECONDS="2", REFRESH_RESCUE_SECONDS="1", WORKER_IDLE_EXIT_SECONDS="3"
+    )
+    dead = wait_for(lambda: drain_all(rig.sqs, rig.queue.dlq_url), timeout=30, what="the DLQ")
     assert len(dead) == 1
     time.sleep(max(0.0, float(item["due"]["N"]) + 1.5 - time.time()))  # the window is overdue
-    sqs.send_message(QueueUrl=queue.url, MessageBody=s3_event(bucket, "later/b.txt"))
+    rig.send(s3_event(bucket, "later/b.txt"))
     assert healthy.wait() == 0
-    (refresh,) = gateway.refreshes()
+    (refresh,) = rig.gateway.refreshes()
     assert refresh.params["FolderList"] == ["/", "later", "lost"]
     assert [e["window"] for e in healthy.events("refresh.window_rescue")] == [item["token"]["S"]]

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from tests.conftest import QueueFactory, unique
-from tests.refresh.conftest import RefreshTable, covers, refresh_env, s3_event, send_bodies
-from tests.support.storage_gateway import StorageGatewayEndpoint
-from tests.support.worker_process import WorkerProcess
+from tests.refresh.conftest import RefreshRig, covers, s3_event, send_bodies
 
 pytestmark = pytest.mark.slow
 
@@ -22,32 +17,21 @@ BATCHES_PER_SECOND = 3  # 30 changes a second: about five windows, and moto's qu
 
 
 def test_a_storm_from_three_workers_gives_one_refresh_per_window_and_misses_nothing(
-    sqs: Any,
-    make_queue: QueueFactory,
-    refresh_table: RefreshTable,
-    gateway: StorageGatewayEndpoint,
-    start_worker: Callable[..., WorkerProcess],
+    rig: RefreshRig,
 ) -> None:
-    bucket = unique("bucket")
-    gateway.add_share(bucket)
-    queue = make_queue()
-    env = refresh_env(
-        queue,
-        refresh_table,
-        gateway,
-        REFRESH_WINDOW_SECONDS=str(WINDOW),
-        WORKER_IDLE_EXIT_SECONDS="3",
-        LOG_LEVEL="DEBUG",
-    )
-    workers = [start_worker(**env) for _ in range(3)]
+    bucket = rig.shared_bucket()
+    env = {"REFRESH_WINDOW_SECONDS": str(WINDOW), "WORKER_IDLE_EXIT_SECONDS": "3"}
+    workers = [rig.start(**env, LOG_LEVEL="DEBUG") for _ in range(3)]
     keys = [f"d{i % 7}/s{i % 3}/f{i}.txt" for i in range(CHANGES)]
     sent: list[tuple[str, float]] = []
     for start in range(0, CHANGES, 10):
-        sent += send_bodies(sqs, queue.url, [s3_event(bucket, k) for k in keys[start : start + 10]])
+        sent += send_bodies(
+            rig.sqs, rig.queue.url, [s3_event(bucket, k) for k in keys[start : start + 10]]
+        )
         time.sleep(1 / BATCHES_PER_SECOND)
     assert [w.wait(timeout=120) for w in workers] == [0, 0, 0]
 
-    refreshes = gateway.refreshes()
+    refreshes = rig.gateway.refreshes()
     span = sent[-1][1] - sent[0][1]
     windows = math.ceil(span / WINDOW)
     assert 2 <= len(refreshes) <= windows + 1, (len(refreshes), span)

@@ -18,9 +18,11 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.loopback import LoopbackServer
 
 _SIGNATURE_HEADERS = ("X-Amz-Target", "Authorization", "X-Amz-Security-Token")
 # (X-Amz-Target, request body) -> (HTTP status, JSON body) to answer with, or None to forward.
@@ -28,7 +30,7 @@ Answer = Callable[[str, bytes], tuple[int, bytes] | None]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
 
-class FaultyProxy:
+class FaultyProxy(LoopbackServer):
     def __init__(self, upstream: str, *, answer: Answer | None = None) -> None:
         parts = urlsplit(upstream)
         self.answer = answer
@@ -53,22 +55,7 @@ class FaultyProxy:
 
             do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> FaultyProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
     def throttle(self, fraction: float, seed: int = 0) -> None:
         with self._lock:

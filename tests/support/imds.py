@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from tests.support.loopback import LoopbackServer
 
-class FakeImds:
+
+class FakeImds(LoopbackServer):
     """Answers PUT /latest/api/token and GET .../spot/instance-action (404 until announced)."""
 
     def __init__(self) -> None:
@@ -51,21 +52,7 @@ class FakeImds:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__(Handler)
 
     def announce(self, action: str = "terminate", time: str = "2026-11-22T12:00:00Z") -> None:
         self.notice = {"action": action, "time": time}
-
-    def __enter__(self) -> FakeImds:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()

@@ -6,11 +6,12 @@ with 202 and an empty body, as Lambda does. Point a client at it with AWS_ENDPOI
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote
+
+from tests.support.loopback import LoopbackServer
 
 _PATH = re.compile(r"/2015-03-31/functions/(?P<name>[^/]+)/invocations")
 
@@ -22,7 +23,7 @@ class Invocation:
     payload: bytes
 
 
-class LambdaInvoke:
+class LambdaInvoke(LoopbackServer):
     def __init__(self) -> None:
         self.invocations: list[Invocation] = []
         owner = self
@@ -52,19 +53,4 @@ class LambdaInvoke:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> LambdaInvoke:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)

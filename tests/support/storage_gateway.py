@@ -20,11 +20,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import botocore.session
 from botocore.validate import ParamValidator
+
+from tests.support.loopback import LoopbackServer
 
 TARGET_PREFIX = "StorageGateway_20130630."
 CONTENT_TYPE = "application/x-amz-json-1.1"
@@ -61,7 +63,7 @@ class Share:
     running: list[float] = field(default_factory=list)  # end times of refreshes in progress
 
 
-class StorageGatewayEndpoint:
+class StorageGatewayEndpoint(LoopbackServer):
     """The endpoint on a free loopback port; `url` goes in AWS_ENDPOINT_URL_STORAGE_GATEWAY."""
 
     def __init__(
@@ -82,27 +84,7 @@ class StorageGatewayEndpoint:
         self._shares: dict[str, Share] = {}
         self._forced: list[tuple[str, str]] = []  # (code, message) answers owed to RefreshCache
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> StorageGatewayEndpoint:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> StorageGatewayEndpoint:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(_handler_for(self), port=port)
 
     # -- what tests arrange -------------------------------------------------------------
     def add_share(self, location: str, *, kind: str = "NFS", status: str = "AVAILABLE") -> str:
