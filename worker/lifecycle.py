@@ -105,6 +105,7 @@ async def run(settings: Settings) -> str:
             handlers=handlers,
             settler=settler,
             leases=leases,
+            hand_back=hand_back,
             stats=stats,
             stop=stop,
             metrics=metrics,

@@ -244,6 +244,7 @@ async def build(
         handlers={"work": work},
         settler=settler,
         leases=leases,
+        hand_back=hand_back,
         stats=stats,
         stop=stop,
         metrics=metrics,
@@ -591,11 +592,6 @@ def test_a_second_stop_signal_cuts_the_grace_short() -> None:
     simulate(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a receive the stop cut short is still long-polling while the stop's "
-    "own hand-back copies are sent; it receives them and hands them back a second time",
-)
 def test_a_stop_does_not_take_back_its_own_hand_back_copy() -> None:
     """A Spot notice then SIGTERM (a hurried stop) cancels a job while the other slots' receive
     waits: the copy of the cancelled job's message must reach another worker as handed back
@@ -766,13 +762,6 @@ def test_without_a_dead_letter_queue_a_rejected_message_is_left_to_the_redrive_p
     simulate(scenario)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a rejection left to the redrive makes the message visible (0 s) "
-    "before its lease is released; a waiting long poll receives it at once, the consumer "
-    "takes that for a duplicate of the held message, then releases the lease: the delivery "
-    "never runs and stays invisible for a whole lease, one receive spent",
-)
 def test_a_message_rejected_to_the_redrive_and_received_at_once_is_run_again() -> None:
     async def scenario() -> None:
         redrive = MemoryQueue("redrive-dlq")

@@ -13,6 +13,7 @@ from worker import routing
 from worker.adapters.sqs import MAX_BATCH, Queue, ReceivedMessage
 from worker.engine import lineage
 from worker.engine.execution import MessageRunner
+from worker.engine.handback import HandBack
 from worker.engine.idle import IdleWatch
 from worker.engine.leases import Leases
 from worker.engine.outcomes import METRIC, Action, JobResult, Outcome, Settled, decide
@@ -44,6 +45,7 @@ class Consumer:
         handlers: Mapping[str, routing.Handler],
         settler: Settler,
         leases: Leases,
+        hand_back: HandBack,
         stats: Stats,
         stop: StopRequest,
         metrics: Metrics,
@@ -56,6 +58,7 @@ class Consumer:
         )
         self._settler = settler
         self._leases = leases
+        self._hand_back = hand_back
         self._stats = stats
         self._stop = stop
         self._slots = Slots(settings.concurrency)
@@ -128,16 +131,26 @@ class Consumer:
             receive.cancel()
         late = [m for r in done if not r.cancelled() and r.exception() is None for m in r.result()]
         now = time.monotonic()
-        given = []
+        given, own = [], []
         for message in late:
             if message.message_id in self._leases:  # running here: its job settles it
                 self._leases.renew(message.message_id, message.receipt_handle, received_at=now)
+            elif self._hand_back.sent_here(message):  # this stop's own hand-back copy
+                own.append(message)
             else:
                 self._leases.hold(message, received_at=now)
                 given.append(message.message_id)
-        results = await asyncio.gather(*(self._leases.hand_back(i) for i in given))
+        results, returned = await asyncio.gather(
+            asyncio.gather(*(self._leases.hand_back(i) for i in given)),
+            asyncio.gather(*(self._hand_back.return_unchanged(m) for m in own)),
+        )
         self._measure(Settled.HANDED_BACK, times=sum(results))
-        log.info("stop.late_receives", handed_back=sum(results), abandoned=len(pending))
+        log.info(
+            "stop.late_receives",
+            handed_back=sum(results),
+            own_copies_returned=sum(returned),
+            abandoned=len(pending),
+        )
 
     async def _receive_loop(self) -> None:
         failures = 0
@@ -247,6 +260,13 @@ class Consumer:
             fields["first_message_id"] = facts.message_id
         self._unstarted.discard(task)
         slot_given = False
+        held = True
+
+        def let_go() -> None:  # the settler makes it visible again: a new receive is not ours
+            nonlocal held
+            self._leases.release(message.message_id)
+            held = False
+
         # This task runs in its own copy of the context: the binding ends with it.
         structlog.contextvars.bind_contextvars(message_id=message.message_id)
         try:
@@ -263,7 +283,7 @@ class Consumer:
                 settled = Settled.ACKED if acked else Settled.ACK_LOST
             else:
                 settled, extra = await asyncio.shield(
-                    self._settler.settle(message, outcome, handle)
+                    self._settler.settle(message, outcome, handle, let_go=let_go)
                 )
             fields.update(extra)
             self._log_done(settled, jobs, results, outcome, received_at, fields)
@@ -283,7 +303,8 @@ class Consumer:
                 )
             raise
         finally:
-            self._leases.release(message.message_id)
+            if held:
+                self._leases.release(message.message_id)
             if not slot_given:
                 self._slots.give(1)
 

@@ -39,11 +39,17 @@ class History:
     first_sent_ms: int | None = None
 
 
+def raw_history(message: ReceivedMessage) -> str | None:
+    """The history attribute as sent, if the message carries one."""
+    raw = message.attributes.get(ATTRIBUTE, {}).get("StringValue")
+    return raw if isinstance(raw, str) else None
+
+
 def history(message: ReceivedMessage) -> History:
     """The history a message carries; a missing or unreadable attribute means a first copy."""
     fresh = History(origin_id=message.message_id, first_sent_ms=message.sent_timestamp_ms)
-    raw = message.attributes.get(ATTRIBUTE, {}).get("StringValue")
-    if not isinstance(raw, str):
+    raw = raw_history(message)
+    if raw is None:
         return fresh
     try:
         doc = json.loads(raw)
@@ -99,6 +105,15 @@ def copy_attributes(message: ReceivedMessage) -> dict[str, Any]:
     kept = dict(list(sendable(message.attributes).items())[: MAX_ATTRIBUTES - 1])
     value = json.dumps(doc, separators=(",", ":"))
     return {**kept, ATTRIBUTE: {"DataType": "String", "StringValue": value}}
+
+
+def unchanged_attributes(message: ReceivedMessage) -> dict[str, Any]:
+    """The attributes that send a received copy again as it was, its history included."""
+    kept = sendable(message.attributes)
+    raw = raw_history(message)
+    if raw is not None:
+        kept[ATTRIBUTE] = {"DataType": "String", "StringValue": raw}
+    return kept
 
 
 def sendable(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -46,9 +47,19 @@ class Settler:
         self._dead_letter_max_bytes = dead_letter_max_bytes
 
     async def settle(
-        self, message: ReceivedMessage, outcome: Outcome, receipt_handle: str
+        self,
+        message: ReceivedMessage,
+        outcome: Outcome,
+        receipt_handle: str,
+        *,
+        let_go: Callable[[], None] = lambda: None,
     ) -> tuple[Settled, dict[str, Any]]:
-        """Apply `outcome` using the newest receipt handle; return what was done and log fields."""
+        """Apply `outcome` using the newest receipt handle; return what was done and log fields.
+
+        `let_go` is called right before the message is made visible again (a retry, or a
+        rejection left to the redrive): from then on a receive may hand it to us anew, and
+        must find it no longer held, or it would take the new delivery for a duplicate.
+        """
         if outcome.action is Action.ACK:
             return (Settled.ACKED if await self.ack(receipt_handle) else Settled.ACK_LOST), {}
         message = dataclasses.replace(message, receipt_handle=receipt_handle)
@@ -58,24 +69,28 @@ class Settler:
         if outcome.action is Action.REJECT or (exhausted and self._dead_letter is not None):
             if outcome.action is Action.RETRY:
                 reason = _clip(f"gave up after {attempt} attempts: {reason}")
-            return await self._reject(message, reason)
-        return await self._retry(message, reason)
+            return await self._reject(message, reason, let_go)
+        return await self._retry(message, reason, let_go)
 
     def ack(self, receipt_handle: str) -> asyncio.Future[bool]:
         """Delete in a batch; the future tells whether SQS deleted the message."""
         return self._deletes.submit(receipt_handle)
 
-    async def _retry(self, message: ReceivedMessage, reason: str) -> tuple[Settled, dict[str, Any]]:
+    async def _retry(
+        self, message: ReceivedMessage, reason: str, let_go: Callable[[], None]
+    ) -> tuple[Settled, dict[str, Any]]:
         delay = retry_delay(lineage.attempt(message))
+        let_go()
         await self._visibility.submit((message.receipt_handle, delay))
         return Settled.RETRIED, {"retry_in_s": delay, "reason": reason}
 
     async def _reject(
-        self, message: ReceivedMessage, reason: str
+        self, message: ReceivedMessage, reason: str, let_go: Callable[[], None]
     ) -> tuple[Settled, dict[str, Any]]:
         if self._dead_letter is None:
             # The queue's redrive policy moves it after maxReceiveCount receives: come back soon.
             delay = 0 if self._has_redrive else retry_delay(lineage.attempt(message))
+            let_go()
             await self._visibility.submit((message.receipt_handle, delay))
             return Settled.REJECTED, {
                 "reason": reason,
@@ -85,7 +100,7 @@ class Settler:
             await self._send_to_dead_letter(message, reason)
         except JobError as exc:
             log.warning("dead_letter.failed", message_id=message.message_id, error=str(exc))
-            return await self._retry(message, f"dead-letter failed ({exc}); {reason}")
+            return await self._retry(message, f"dead-letter failed ({exc}); {reason}", let_go)
         await self._deletes.submit(message.receipt_handle)
         return Settled.DEAD_LETTERED, {"reason": reason}
 
