@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
@@ -13,6 +13,11 @@ from botocore.retries.standard import (
     ThrottledRetryableChecker,
     TransientRetryableChecker,
 )
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_dynamodb import DynamoDBClient
+    from types_boto3_ecs import ECSClient
+    from types_boto3_sqs import SQSClient
 
 # botocore still defaults to the `legacy` retry mode; `standard` retries throttling and 5xx
 # answers with backoff before an error reaches our own fallback logic.
@@ -36,12 +41,12 @@ def _checks(checker: ThrottledRetryableChecker | TransientRetryableChecker, code
     return bool(checker.is_retryable(RetryContext(1, parsed_response={"Error": {"Code": code}})))
 
 
-def clients() -> tuple[Any, Any]:
+def clients() -> tuple[SQSClient, ECSClient]:
     """An SQS and an ECS client, made once per Lambda container (region from the environment)."""
     return boto3.client("sqs", config=CLIENT_CONFIG), boto3.client("ecs", config=CLIENT_CONFIG)
 
 
-def dynamodb_client() -> Any:
+def dynamodb_client() -> DynamoDBClient:
     """The DynamoDB client of the sizing lease (only when FLEET_LOCK_TABLE is set)."""
     return boto3.client("dynamodb", config=CLIENT_CONFIG)
 

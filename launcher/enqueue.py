@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from launcher.aws import backoff, describe, is_transient, is_transient_code
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_sqs import SQSClient
 
 BATCH_MAX_ENTRIES = 10
 # SendMessageBatch's cap on the sum of its bodies, whatever the queue allows per message.
@@ -44,7 +47,7 @@ class SendResult:
     calls: int = 0
 
 
-def read_max_message_size(sqs: Any, queue_url: str) -> int:
+def read_max_message_size(sqs: SQSClient, queue_url: str) -> int:
     """The queue's MaximumMessageSize attribute, in bytes."""
     attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["MaximumMessageSize"])
     return int(attributes["Attributes"]["MaximumMessageSize"])
@@ -77,7 +80,7 @@ def plan_batches(
 
 
 def send_all(
-    sqs: Any,
+    sqs: SQSClient,
     queue_url: str,
     messages: Sequence[Outgoing],
     max_message_size: int,
@@ -96,7 +99,7 @@ def send_all(
 
 
 def _send_batch(
-    sqs: Any,
+    sqs: SQSClient,
     queue_url: str,
     batch: list[Outgoing],
     sleep: Callable[[float], None],
@@ -119,8 +122,8 @@ def _send_batch(
             if is_transient(exc):
                 continue
             break
-        for entry in response.get("Successful", []):
-            result.sent.append(pending.pop(entry["Id"]))
+        for ok in response.get("Successful", []):
+            result.sent.append(pending.pop(ok["Id"]))
         retry: dict[str, Outgoing] = {}
         for entry in response.get("Failed", []):
             message = pending.pop(entry["Id"])

@@ -18,12 +18,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from launcher.aws import backoff, describe, error_code, is_transient
 from launcher.settings import RUN_TASK_MAX_COUNT, Settings
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_ecs import ECSClient
+    from types_boto3_ecs.type_defs import RunTaskResponseTypeDef
+    from types_boto3_sqs import SQSClient
 
 RUN_TASK_ATTEMPTS = 3  # per call and provider, while throttled or the service fails
 
@@ -52,7 +57,7 @@ class QueueCounts:
         return self.visible + self.delayed + (self.in_flight if running == 0 else 0)
 
 
-def read_counts(sqs: Any, queue_url: str) -> QueueCounts:
+def read_counts(sqs: SQSClient, queue_url: str) -> QueueCounts:
     """The queue's approximate visible, delayed and in-flight counts, in one call."""
     attributes = sqs.get_queue_attributes(
         QueueUrl=queue_url,
@@ -69,7 +74,7 @@ def read_counts(sqs: Any, queue_url: str) -> QueueCounts:
     )
 
 
-def count_running(ecs: Any, settings: Settings) -> int:
+def count_running(ecs: ECSClient, settings: Settings) -> int:
     """This queue's workers whose task is PENDING or RUNNING (desired status RUNNING).
 
     Stops counting at MAX_TASKS: beyond it nothing is started whatever the exact number.
@@ -123,7 +128,7 @@ class _Stop(Exception):
 
 
 def start_tasks(
-    ecs: Any, settings: Settings, count: int, seed: str, sleep: Callable[[float], None]
+    ecs: ECSClient, settings: Settings, count: int, seed: str, sleep: Callable[[float], None]
 ) -> Launch:
     """Start `count` tasks, Spot first; returns what was started and what failed, never raises."""
     launch = Launch()
@@ -153,7 +158,7 @@ def start_tasks(
 
 
 def _run(
-    ecs: Any,
+    ecs: ECSClient,
     settings: Settings,
     provider: str,
     size: int,
@@ -186,7 +191,9 @@ def _run(
     return 0, True
 
 
-def _record(response: dict[str, Any], provider: str, size: int, launch: Launch) -> tuple[int, bool]:
+def _record(
+    response: RunTaskResponseTypeDef, provider: str, size: int, launch: Launch
+) -> tuple[int, bool]:
     tasks = response.get("tasks", [])
     launch.task_arns.extend(task["taskArn"] for task in tasks)
     if tasks:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -32,6 +32,10 @@ from launcher.lease import SizingLease, Turn
 from launcher.metrics import ContainerMetrics
 from launcher.settings import Settings
 
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_ecs import ECSClient
+    from types_boto3_sqs import SQSClient
+
 MAX_LOGGED_FAILURES = 20
 
 
@@ -40,8 +44,8 @@ class Runtime:
     """What lives as long as the Lambda container: settings, clients, the queue's size limit."""
 
     settings: Settings
-    sqs: Any
-    ecs: Any
+    sqs: SQSClient
+    ecs: ECSClient
     sleep: Callable[[float], None] = time.sleep
     max_message_size: int | None = None
     metrics: ContainerMetrics | None = None

@@ -28,11 +28,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from launcher.aws import error_code
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_dynamodb import DynamoDBClient
 
 LEASE_MS = 30_000  # longer than any sizing: RunTask calls, their retries and fallbacks
 WAIT_SECONDS = 10.0
@@ -47,7 +50,7 @@ class Turn(enum.Enum):
 
 @dataclass
 class SizingLease:
-    dynamodb: Any
+    dynamodb: DynamoDBClient
     table: str
     fleet: str
     clock: Callable[[], float] = time.time

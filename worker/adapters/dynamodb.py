@@ -101,7 +101,7 @@ class Table:
 
 
 def _encode(value: Any) -> dict[str, Any]:
-    return _serializer.serialize(_decimals(value))  # type: ignore[no-any-return]
+    return cast("dict[str, Any]", _serializer.serialize(_decimals(value)))
 
 
 def _decimals(value: Any) -> Any:

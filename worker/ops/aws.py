@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_cloudwatch import CloudWatchClient
+    from types_boto3_ecs import ECSClient
+    from types_boto3_lambda import LambdaClient
+    from types_boto3_sqs import SQSClient
 
 # Standard mode retries throttling and 5xx answers with backoff; an operator waits gladly.
 CLIENT_CONFIG = Config(
@@ -24,24 +30,21 @@ class Clients:
         region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
         self._session = boto3.session.Session(region_name=region)
 
-    def _client(self, service: str) -> Any:
-        return self._session.client(service, config=CLIENT_CONFIG)
+    @cached_property
+    def sqs(self) -> SQSClient:
+        return self._session.client("sqs", config=CLIENT_CONFIG)
 
     @cached_property
-    def sqs(self) -> Any:
-        return self._client("sqs")
+    def ecs(self) -> ECSClient:
+        return self._session.client("ecs", config=CLIENT_CONFIG)
 
     @cached_property
-    def ecs(self) -> Any:
-        return self._client("ecs")
+    def cloudwatch(self) -> CloudWatchClient:
+        return self._session.client("cloudwatch", config=CLIENT_CONFIG)
 
     @cached_property
-    def cloudwatch(self) -> Any:
-        return self._client("cloudwatch")
-
-    @cached_property
-    def lambda_(self) -> Any:
-        return self._client("lambda")
+    def lambda_(self) -> LambdaClient:
+        return self._session.client("lambda", config=CLIENT_CONFIG)
 
 
 def error_code(exc: ClientError) -> str:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.engine.lineage import sendable
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import MessageTypeDef
 
 REASON = "spotdrain-reason"
 ORIGINAL_ID = "spotdrain-original-message-id"
@@ -35,7 +39,7 @@ class DeadLetter:
     system: dict[str, str]
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any]) -> DeadLetter:
+    def from_raw(cls, raw: MessageTypeDef) -> DeadLetter:
         return cls(
             message_id=str(raw["MessageId"]),
             receipt_handle=str(raw["ReceiptHandle"]),
@@ -140,7 +144,7 @@ class Lease:
     crash, when the lease ends.
     """
 
-    def __init__(self, sqs: Any, url: str, *, seconds: int, most: int) -> None:
+    def __init__(self, sqs: SQSClient, url: str, *, seconds: int, most: int) -> None:
         self._sqs = sqs
         self.url = url
         self._seconds = seconds

@@ -9,13 +9,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from worker.ops.aws import error_code
 from worker.ops.dead_letters import BATCH, DeadLetter, Lease, chunks
 from worker.ops.output import Progress
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_lambda import LambdaClient
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 # SendMessageBatch refuses a call whose messages add up to more than this.
 BATCH_BYTES = 262_144
@@ -50,13 +55,13 @@ class MoveTaskFailed(Exception):
     """The move task ended FAILED or CANCELLED; the message is its FailureReason."""
 
 
-def queue_arn(sqs: Any, url: str) -> str:
+def queue_arn(sqs: SQSClient, url: str) -> str:
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
     return str(attributes["Attributes"]["QueueArn"])
 
 
 def redrive(
-    sqs: Any,
+    sqs: SQSClient,
     lease: Lease,
     queue_url: str,
     *,
@@ -82,13 +87,13 @@ def redrive(
 
 
 def _move(
-    sqs: Any, lease: Lease, queue_url: str, letters: Sequence[DeadLetter], result: Moved
+    sqs: SQSClient, lease: Lease, queue_url: str, letters: Sequence[DeadLetter], result: Moved
 ) -> None:
     for part in _by_size(letters):
-        entries = []
+        entries: list[SendMessageBatchRequestEntryTypeDef] = []
         for i, letter in enumerate(part):
             copy = letter.redriven()
-            entry: dict[str, Any] = {"Id": str(i), "MessageBody": copy["body"]}
+            entry: SendMessageBatchRequestEntryTypeDef = {"Id": str(i), "MessageBody": copy["body"]}
             if copy["attributes"]:
                 entry["MessageAttributes"] = copy["attributes"]
             entries.append(entry)
@@ -102,7 +107,7 @@ def _move(
         result.duplicated += len(sent) - deleted
 
 
-def _delete(sqs: Any, lease: Lease, letters: Sequence[DeadLetter]) -> int:
+def _delete(sqs: SQSClient, lease: Lease, letters: Sequence[DeadLetter]) -> int:
     """Delete from the dead-letter queue; return how many SQS deleted."""
     done = 0
     for part in chunks(letters, BATCH):
@@ -129,14 +134,14 @@ def _by_size(letters: Sequence[DeadLetter]) -> list[list[DeadLetter]]:
     return parts
 
 
-def purge(sqs: Any, lease: Lease, letters: Sequence[DeadLetter]) -> Moved:
+def purge(sqs: SQSClient, lease: Lease, letters: Sequence[DeadLetter]) -> Moved:
     """Delete these (held) dead letters."""
     deleted = _delete(sqs, lease, letters)
     return Moved(matched=len(letters), moved=deleted, failed=len(letters) - deleted)
 
 
 def move_task(
-    sqs: Any,
+    sqs: SQSClient,
     dlq_url: str,
     queue_url: str,
     *,
@@ -170,6 +175,6 @@ def move_task(
         sleep(MOVE_TASK_POLL_SECONDS)
 
 
-def nudge_launcher(lambda_: Any, name: str) -> None:
+def nudge_launcher(lambda_: LambdaClient, name: str) -> None:
     """Invoke the launcher asynchronously with `{"jobs": []}`: it sizes the fleet now."""
     lambda_.invoke(FunctionName=name, InvocationType="Event", Payload=LAUNCHER_EVENT)

@@ -6,9 +6,15 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.settings import queue_name
+
+if TYPE_CHECKING:  # the stubs are a test dependency only
+    from types_boto3_cloudwatch import CloudWatchClient
+    from types_boto3_ecs import ECSClient
+    from types_boto3_ecs.type_defs import TaskTypeDef
+    from types_boto3_sqs import SQSClient
 
 COUNT_NAMES = {
     "visible": "ApproximateNumberOfMessages",
@@ -41,14 +47,15 @@ class Workers:
         return sorted(set(self.running) | set(self.pending) | set(self.stopping))
 
 
-def counts(sqs: Any, url: str) -> tuple[Counts, dict[str, str]]:
+def counts(sqs: SQSClient, url: str) -> tuple[Counts, dict[str, str]]:
     """The queue's approximate counts, and its attributes (the redrive policy among them)."""
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    numbers = {key: int(attributes.get(name, 0)) for key, name in COUNT_NAMES.items()}
-    return Counts(url=url, **numbers), dict(attributes)
+    answer = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    attributes: dict[str, str] = {name: value for name, value in answer["Attributes"].items()}
+    numbers = {key: int(attributes.get(name, "0")) for key, name in COUNT_NAMES.items()}
+    return Counts(url=url, **numbers), attributes
 
 
-def dead_letter_url(sqs: Any, attributes: dict[str, str]) -> str | None:
+def dead_letter_url(sqs: SQSClient, attributes: dict[str, str]) -> str | None:
     """The dead-letter queue of the queue's redrive policy, if it has one."""
     raw = attributes.get("RedrivePolicy")
     if not raw:
@@ -64,7 +71,9 @@ def dead_letter_url(sqs: Any, attributes: dict[str, str]) -> str | None:
     return str(response["QueueUrl"])
 
 
-def oldest_age(cloudwatch: Any, url: str, *, now: datetime | None = None) -> int | None:
+def oldest_age(
+    cloudwatch: CloudWatchClient, url: str, *, now: datetime | None = None
+) -> int | None:
     """ApproximateAgeOfOldestMessage's newest datapoint of the last 5 minutes, in seconds;
     None when CloudWatch has none (a new or idle queue, or no metrics where it runs)."""
     end = (now or datetime.now(UTC)).replace(microsecond=0)
@@ -98,7 +107,7 @@ def oldest_age(cloudwatch: Any, url: str, *, now: datetime | None = None) -> int
     return int(max(points)[1])
 
 
-def workers(ecs: Any, cluster: str, started_by: str) -> Workers:
+def workers(ecs: ECSClient, cluster: str, started_by: str) -> Workers:
     """The tasks this queue's launcher started that ECS wants running, by state and provider."""
     arns: list[str] = []
     pages = ecs.get_paginator("list_tasks").paginate(
@@ -114,7 +123,7 @@ def workers(ecs: Any, cluster: str, started_by: str) -> Workers:
     return found
 
 
-def classify(found: Workers, task: dict[str, Any]) -> None:
+def classify(found: Workers, task: TaskTypeDef) -> None:
     provider = str(task.get("capacityProviderName") or f"({task.get('launchType', 'unknown')})")
     state = str(task.get("lastStatus", ""))
     if state == "RUNNING":
