@@ -15,9 +15,9 @@ import aiohttp
 import botocore
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import NoCredentialsError
 
-from worker.adapters.sigv4 import Credentials
 from worker.adapters.sqs_wire import SqsWire
 
 if TYPE_CHECKING:  # the stubs are for the type checker only; nothing imports them at run time
@@ -106,19 +106,20 @@ class AwsClients:
                 session,
                 endpoint_url=client.meta.endpoint_url,
                 region=client.meta.region_name,
+                service_model=client.meta.service_model,
                 credentials=self._credentials,
                 user_agent=USER_AGENT,
             )
         return self._sqs_wire
 
-    async def _credentials(self) -> Credentials:
+    async def _credentials(self) -> ReadOnlyCredentials:
         """The session's credentials, refreshed by botocore when they are about to expire."""
         if self._credential_source is None:
             self._credential_source = await self._session.get_credentials()
             if self._credential_source is None:
                 raise NoCredentialsError()
-        frozen = await self._credential_source.get_frozen_credentials()
-        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+        frozen: ReadOnlyCredentials = await self._credential_source.get_frozen_credentials()
+        return frozen
 
     def _tls(self) -> ssl.SSLContext | bool:
         """AWS_CA_BUNDLE (or ca_bundle in the profile) when set, as for botocore's clients."""
