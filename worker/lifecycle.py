@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 from contextlib import AsyncExitStack
 
@@ -14,11 +13,7 @@ from worker import routing, wiring
 from worker.adapters.aws import AwsClients
 from worker.adapters.sqs import Queue
 from worker.engine import spot
-from worker.engine.batching import Batcher
-from worker.engine.consumer import Consumer
-from worker.engine.handback import HandBack, SendEntry
-from worker.engine.leases import Leases, VisibilityEntry
-from worker.engine.settling import Settler
+from worker.engine.assembly import DEFAULT_MAX_MESSAGE_BYTES, assemble
 from worker.engine.stats import Stats
 from worker.engine.stopping import StopRequest
 from worker.errors import RetryableError
@@ -27,7 +22,6 @@ from worker.settings import Settings
 
 log = structlog.get_logger("worker.lifecycle")
 
-ACK_LINGER_SECONDS = 0.01
 # The longest stopTimeout ECS allows on Fargate: a stop must end within it or be killed.
 FARGATE_STOP_TIMEOUT_MAX = 120.0
 
@@ -55,60 +49,28 @@ async def run(settings: Settings) -> str:
         queue = Queue(sqs, settings.queue_url, await clients.sqs_wire())
         attributes = await _check_patiently(queue, "QUEUE_URL", stop)
         dead_letter = Queue(sqs, settings.dlq_url) if settings.dlq_url else None
-        dead_letter_max_bytes = 1_048_576
+        dead_letter_max_bytes = DEFAULT_MAX_MESSAGE_BYTES
         if dead_letter is not None:
             dlq_attributes = await _check_patiently(dead_letter, "DLQ_URL", stop)
             dead_letter_max_bytes = int(
                 dlq_attributes.get("MaximumMessageSize", dead_letter_max_bytes)
             )
-        has_redrive = "RedrivePolicy" in attributes
-        if dead_letter is None and not has_redrive:
+        if dead_letter is None and "RedrivePolicy" not in attributes:
             log.warning(
                 "config.no_dead_letter", hint="set DLQ_URL or a redrive policy on the queue"
             )
         adapters = await wiring.build(settings, clients, stack, metrics, work_queue=queue)
         handlers = routing.build_handlers(settings, adapters, diagnostics=settings.probe_jobs)
-        deletes: Batcher[str] = Batcher(
-            "DeleteMessageBatch",
-            lambda entries: queue.delete_batch(entries),
-            linger=ACK_LINGER_SECONDS,
-        )
-        visibility: Batcher[VisibilityEntry] = Batcher(
-            "ChangeMessageVisibilityBatch",
-            lambda entries: queue.change_visibility_batch([(i, h, s) for i, (h, s) in entries]),
-            linger=ACK_LINGER_SECONDS,
-        )
-        sends: Batcher[SendEntry] = Batcher(
-            "SendMessageBatch", queue.send_batch, linger=ACK_LINGER_SECONDS
-        )
-        hand_back = HandBack(
-            sends=sends,
-            deletes=deletes,
-            visibility=visibility,
-            copies=not settings.queue_url.endswith(".fifo"),
-        )
-        leases = Leases(
-            visibility, give_back=hand_back, visibility_seconds=settings.visibility_seconds
-        )
-        settler = Settler(
+        engine = assemble(
+            settings,
             queue=queue,
             dead_letter=dead_letter,
-            deletes=deletes,
-            visibility=visibility,
-            max_receives=attempt_limit(settings.max_receives, attributes, dead_letter is not None),
-            has_redrive=has_redrive,
-            dead_letter_max_bytes=dead_letter_max_bytes,
-        )
-        consumer = Consumer(
-            settings=settings,
-            queue=queue,
+            attributes=attributes,
             handlers=handlers,
-            settler=settler,
-            leases=leases,
-            hand_back=hand_back,
             stats=stats,
             stop=stop,
             metrics=metrics,
+            dead_letter_max_bytes=dead_letter_max_bytes,
         )
         watcher = asyncio.create_task(spot.watch(settings, stop), name="spot-watch")
         flusher = asyncio.create_task(metrics.run(), name="metrics")
@@ -128,17 +90,14 @@ async def run(settings: Settings) -> str:
                 hint="a stop past stopTimeout is a SIGKILL: lower WORKER_SHUTDOWN_GRACE_SECONDS",
             )
         try:
-            reason = await consumer.run()
+            reason = await engine.consumer.run()
         finally:
             for task in (watcher, flusher):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             try:
-                async with asyncio.timeout(settings.cancel_seconds):
-                    await sends.close()  # hand-back copies go before their originals' deletes
-                    await deletes.close()
-                    await visibility.close()
+                await engine.flush(settings.cancel_seconds)
             except TimeoutError:
                 # What is not deleted comes back after its lease; handlers are idempotent.
                 log.error("worker.flush_timed_out", seconds=settings.cancel_seconds)
@@ -154,21 +113,6 @@ def _write_line(line: str) -> None:
     """One metrics record on stdout, the log stream (the JSON log lines go there too)."""
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-
-
-def attempt_limit(max_receives: int, attributes: dict[str, str], own_dead_letter: bool) -> int:
-    """Attempts after which the worker dead-letters a failing message itself.
-
-    With DLQ_URL, never later than the queue's redrive policy would move it: the worker's
-    dead letter carries the reason and the real attempt count, the redrive's carries neither.
-    """
-    if not own_dead_letter or "RedrivePolicy" not in attributes:
-        return max_receives
-    try:
-        redrive = int(json.loads(attributes["RedrivePolicy"])["maxReceiveCount"])
-    except (ValueError, KeyError, TypeError):
-        return max_receives
-    return max(1, min(max_receives, redrive))
 
 
 async def _check_patiently(queue: Queue, option: str, stop: StopRequest) -> dict[str, str]:
