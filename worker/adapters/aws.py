@@ -21,6 +21,7 @@ from botocore.exceptions import NoCredentialsError
 from worker.adapters.sqs_wire import SqsWire
 
 if TYPE_CHECKING:  # the stubs are for the type checker only; nothing imports them at run time
+    from aiobotocore.credentials import AioCredentials
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_sqs import SQSClient
@@ -56,7 +57,8 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._lock = asyncio.Lock()
         self._sqs_wire: SqsWire | None = None
-        self._credential_source: Any = None  # botocore's (refreshable) credentials, once found
+        # botocore's (refreshable) credentials, once found
+        self._credential_source: AioCredentials | None = None
 
     async def sqs(self) -> SQSClient:
         return cast("SQSClient", await self._get("sqs"))
@@ -118,8 +120,7 @@ class AwsClients:
             self._credential_source = await self._session.get_credentials()
             if self._credential_source is None:
                 raise NoCredentialsError()
-        frozen: ReadOnlyCredentials = await self._credential_source.get_frozen_credentials()
-        return frozen
+        return await self._credential_source.get_frozen_credentials()
 
     def _tls(self) -> ssl.SSLContext | bool:
         """AWS_CA_BUNDLE (or ca_bundle in the profile) when set, as for botocore's clients."""
