@@ -106,9 +106,23 @@ def test_the_handler_imports_from_the_zip_in_a_clean_interpreter(
     assert json.loads(lines[-2])["event"] == "launcher.summary"
 
 
-def imported_roots(path: Path) -> set[str]:
+def imported_roots(path: Path, *, for_types: bool = False) -> set[str]:
+    """The top-level packages a module imports when it runs (or, with `for_types`, only under
+    `if TYPE_CHECKING:`, which never runs: the type checker's stubs)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
     roots: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(tree):
+        if (id(node) in typing_only) != for_types:
+            continue
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -122,3 +136,4 @@ def test_the_launcher_imports_only_the_stdlib_boto3_and_itself(module: Path) -> 
 
     assert "worker" not in roots
     assert roots <= set(sys.stdlib_module_names) | {"__future__", "boto3", "botocore", "launcher"}
+    assert all(root.startswith("types_boto3") for root in imported_roots(module, for_types=True))
