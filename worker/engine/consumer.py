@@ -261,12 +261,6 @@ class Consumer:
         self._unstarted.discard(task)
         slot_given = False
         held = True
-
-        def let_go() -> None:  # the settler makes it visible again: a new receive is not ours
-            nonlocal held
-            self._leases.release(message.message_id)
-            held = False
-
         # This task runs in its own copy of the context: the binding ends with it.
         structlog.contextvars.bind_contextvars(message_id=message.message_id)
         try:
@@ -282,6 +276,12 @@ class Consumer:
                 acked = await asyncio.shield(self._settler.ack(handle))
                 settled = Settled.ACKED if acked else Settled.ACK_LOST
             else:
+
+                def let_go() -> None:  # made visible again: a new receive is a new delivery
+                    nonlocal held
+                    self._leases.release(message.message_id)
+                    held = False
+
                 settled, extra = await asyncio.shield(
                     self._settler.settle(message, outcome, handle, let_go=let_go)
                 )
